@@ -1,0 +1,418 @@
+//! The hub: the commit logic of a shared storage, free of sockets.
+//!
+//! Many clients (connections in threads, or the sessions of a storage
+//! server) share one [`Storage`] through a [`Hub`]. Each client has a
+//! [`Session`] with its own invalidation set and reserved oids, as in
+//! Durus's `StorageServer`. A commit is an exchange ([`CommitExchange`]):
+//! while it lasts no other client can commit, but loads and syncs go on.
+
+use crate::error::{Error, ProtocolError, Result, StorageError};
+use crate::oid::Oid;
+use crate::storage::{CommitHandler, Durability, NoConflicts, Storage};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A storage shared by many sessions.
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Held for the whole of one commit exchange.
+    commit: Mutex<()>,
+    /// The storage and the sessions; held briefly by every operation.
+    state: Mutex<State>,
+    next_session: AtomicU64,
+    /// Bytes of record data committed since the counter was last taken.
+    bytes_committed: AtomicU64,
+}
+
+struct State {
+    storage: Box<dyn Storage>,
+    sessions: HashMap<u64, SessionState>,
+}
+
+#[derive(Default)]
+struct SessionState {
+    /// Oids committed by others (or removed by a pack) since this session synced.
+    invalid: HashSet<Oid>,
+    /// Oids handed to this session and not yet committed by it.
+    unused_oids: HashSet<Oid>,
+}
+
+/// The answer to one load, as the wire protocol distinguishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadReply {
+    /// The record.
+    Record(Vec<u8>),
+    /// No such oid.
+    Missing,
+    /// The session's copy is obsolete: it must sync first.
+    Invalid,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in another session must not take every later session down:
+    // the state is updated in steps that leave it consistent.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Hub {
+    /// Shares `storage`.
+    pub fn new(storage: impl Storage + 'static) -> Hub {
+        Hub::from_boxed(Box::new(storage))
+    }
+
+    /// Shares an already boxed storage.
+    pub fn from_boxed(storage: Box<dyn Storage>) -> Hub {
+        Hub {
+            shared: Arc::new(Shared {
+                commit: Mutex::new(()),
+                state: Mutex::new(State {
+                    storage,
+                    sessions: HashMap::new(),
+                }),
+                next_session: AtomicU64::new(1),
+                bytes_committed: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// A new client of the hub.
+    pub fn session(&self) -> Session {
+        let id = self.shared.next_session.fetch_add(1, Ordering::Relaxed);
+        lock(&self.shared.state)
+            .sessions
+            .insert(id, SessionState::default());
+        Session {
+            hub: self.clone(),
+            id,
+        }
+    }
+
+    /// A storage for a `Connection` in this process, backed by a new session.
+    pub fn storage(&self) -> SharedStorage {
+        SharedStorage {
+            session: self.session(),
+            pending: Vec::new(),
+            oid_pool: Vec::new(),
+            transaction_oids: Vec::new(),
+        }
+    }
+
+    /// The number of sessions open.
+    pub fn session_count(&self) -> usize {
+        lock(&self.shared.state).sessions.len()
+    }
+
+    /// Returns and resets the count of data bytes committed (for background packs).
+    pub fn take_bytes_committed(&self) -> u64 {
+        self.shared.bytes_committed.swap(0, Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the storage alone: no commit runs meanwhile, and the
+    /// oids it reports through `sync` afterwards are passed to every session.
+    pub fn with_storage<R>(&self, f: impl FnOnce(&mut dyn Storage) -> Result<R>) -> Result<R> {
+        let _commit = lock(&self.shared.commit);
+        let mut state = lock(&self.shared.state);
+        let out = f(state.storage.as_mut());
+        state.sync_storage()?;
+        out
+    }
+
+    /// Closes the storage; later operations fail.
+    pub fn close(&self) -> Result<()> {
+        self.with_storage(|s| s.close())
+    }
+}
+
+impl State {
+    /// Passes oids the storage itself invalidated (a pack) to every session.
+    fn sync_storage(&mut self) -> Result<()> {
+        let removed = self.storage.sync()?;
+        if !removed.is_empty() {
+            for s in self.sessions.values_mut() {
+                s.invalid.extend(removed.iter().copied());
+            }
+        }
+        Ok(())
+    }
+
+    fn session(&mut self, id: u64) -> Result<&mut SessionState> {
+        self.sessions
+            .get_mut(&id)
+            .ok_or(Error::Storage(StorageError::Closed))
+    }
+
+    fn load_reply(&mut self, id: u64, oid: Oid) -> Result<LoadReply> {
+        if self.session(id)?.invalid.contains(&oid) {
+            return Ok(LoadReply::Invalid);
+        }
+        match self.storage.load(oid) {
+            Ok(record) => Ok(LoadReply::Record(record)),
+            Err(Error::NotFound(_)) => Ok(LoadReply::Missing),
+            Err(Error::Conflict(_)) => Ok(LoadReply::Invalid),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// One client of a [`Hub`]. Dropping it ends the session.
+pub struct Session {
+    hub: Hub,
+    id: u64,
+}
+
+impl Session {
+    /// Reserves `count` new oids for this session.
+    ///
+    /// As Durus does, an oid some session still holds as invalid (one a pack
+    /// removed) is skipped, so that no session confuses old and new objects.
+    pub fn new_oids(&self, count: usize) -> Result<Vec<Oid>> {
+        let mut state = lock(&self.hub.shared.state);
+        let mut oids = Vec::with_capacity(count);
+        while oids.len() < count {
+            let oid = state.storage.new_oid()?;
+            if !state.sessions.values().any(|s| s.invalid.contains(&oid)) {
+                oids.push(oid);
+            }
+        }
+        state.session(self.id)?.unused_oids.extend(oids.iter().copied());
+        Ok(oids)
+    }
+
+    /// Loads one record.
+    pub fn load(&self, oid: Oid) -> Result<LoadReply> {
+        lock(&self.hub.shared.state).load_reply(self.id, oid)
+    }
+
+    /// Loads several records, holding the state lock once.
+    pub fn bulk_load(&self, oids: &[Oid]) -> Result<Vec<LoadReply>> {
+        let mut state = lock(&self.hub.shared.state);
+        oids.iter().map(|oid| state.load_reply(self.id, *oid)).collect()
+    }
+
+    /// The oids invalidated for this session since it last synced; clears them.
+    pub fn sync(&self) -> Result<Vec<Oid>> {
+        let mut state = lock(&self.hub.shared.state);
+        state.sync_storage()?;
+        let invalid = std::mem::take(&mut state.session(self.id)?.invalid);
+        Ok(invalid.into_iter().collect())
+    }
+
+    /// Starts a commit: waits until no other commit runs, then holds the
+    /// commit until the exchange is committed or dropped.
+    pub fn begin_commit(&self) -> Result<CommitExchange<'_>> {
+        let guard = lock(&self.hub.shared.commit);
+        let invalidations = {
+            let mut state = lock(&self.hub.shared.state);
+            state.sync_storage()?;
+            let invalid = std::mem::take(&mut state.session(self.id)?.invalid);
+            invalid.into_iter().collect()
+        };
+        Ok(CommitExchange {
+            session: self,
+            invalidations,
+            _guard: guard,
+        })
+    }
+
+    /// Packs the storage (no commit runs meanwhile).
+    pub fn pack(&self) -> Result<()> {
+        self.hub.with_storage(|s| s.pack())
+    }
+
+    /// The hub this session belongs to.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        lock(&self.hub.shared.state).sessions.remove(&self.id);
+    }
+}
+
+/// A commit in progress. No other session can commit until it is committed
+/// or dropped (dropping it abandons the commit).
+pub struct CommitExchange<'a> {
+    session: &'a Session,
+    invalidations: Vec<Oid>,
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl CommitExchange<'_> {
+    /// The oids other sessions committed since this one last synced.
+    pub fn invalidations(&self) -> &[Oid] {
+        &self.invalidations
+    }
+
+    /// The current records of `oids`, for conflict resolution.
+    pub fn load_current(&self, oids: &[Oid]) -> Result<Vec<LoadReply>> {
+        let mut state = lock(&self.session.hub.shared.state);
+        oids.iter()
+            .map(|oid| match state.storage.load(*oid) {
+                Ok(record) => Ok(LoadReply::Record(record)),
+                Err(Error::NotFound(_)) => Ok(LoadReply::Missing),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// Stores `records` as one transaction and tells every other session.
+    ///
+    /// A record naming an oid reserved by another session is refused as a
+    /// protocol error: the storage is not touched. Wait on the returned
+    /// [`Durability`] before acknowledging.
+    pub fn commit(self, records: Vec<(Oid, Vec<u8>)>) -> Result<Durability> {
+        let shared = &self.session.hub.shared;
+        let id = self.session.id;
+        let mut state = lock(&shared.state);
+        let oids: HashSet<Oid> = records.iter().map(|(oid, _)| *oid).collect();
+        if let Some(oid) = state
+            .sessions
+            .iter()
+            .filter(|(other, _)| **other != id)
+            .find_map(|(_, s)| oids.iter().find(|oid| s.unused_oids.contains(oid)))
+        {
+            return Err(Error::Protocol(ProtocolError::Malformed(format!(
+                "commit names oid {oid}, which another client reserved"
+            ))));
+        }
+        let bytes: usize = records.iter().map(|(_, r)| r.len() + 8).sum();
+        state.storage.begin();
+        for (oid, record) in records {
+            state.storage.store(oid, record)?;
+        }
+        let durability = state.storage.end(&mut NoConflicts)?;
+        for (sid, s) in state.sessions.iter_mut() {
+            if *sid == id {
+                s.unused_oids.retain(|oid| !oids.contains(oid));
+            } else {
+                s.invalid.extend(oids.iter().copied());
+            }
+        }
+        shared
+            .bytes_committed
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        Ok(durability)
+    }
+}
+
+/// A [`Storage`] for one `Connection` over a [`Hub`], in this process.
+pub struct SharedStorage {
+    session: Session,
+    pending: Vec<(Oid, Vec<u8>)>,
+    oid_pool: Vec<Oid>,
+    /// Oids taken from the pool in this transaction, returned on conflict.
+    transaction_oids: Vec<Oid>,
+}
+
+const OID_BATCH: usize = 32;
+
+fn reply_to_result(oid: Oid, reply: LoadReply) -> Result<Vec<u8>> {
+    match reply {
+        LoadReply::Record(r) => Ok(r),
+        LoadReply::Missing => Err(Error::NotFound(oid)),
+        LoadReply::Invalid => Err(Error::read_conflict(oid)),
+    }
+}
+
+impl SharedStorage {
+    /// The session under this storage.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl Storage for SharedStorage {
+    fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
+        reply_to_result(oid, self.session.load(oid)?)
+    }
+
+    fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
+        let replies = self.session.bulk_load(oids)?;
+        oids.iter()
+            .zip(replies)
+            .map(|(oid, reply)| reply_to_result(*oid, reply))
+            .collect()
+    }
+
+    fn new_oid(&mut self) -> Result<Oid> {
+        if self.oid_pool.is_empty() {
+            let mut batch = self.session.new_oids(OID_BATCH)?;
+            batch.reverse();
+            self.oid_pool = batch;
+        }
+        let oid = self
+            .oid_pool
+            .pop()
+            .ok_or_else(|| Error::Storage(StorageError::Other("no oid reserved".into())))?;
+        self.transaction_oids.push(oid);
+        Ok(oid)
+    }
+
+    fn begin(&mut self) {
+        self.pending.clear();
+        self.transaction_oids.clear();
+    }
+
+    fn store(&mut self, oid: Oid, record: Vec<u8>) -> Result<()> {
+        self.pending.push((oid, record));
+        Ok(())
+    }
+
+    fn end(&mut self, handler: &mut dyn CommitHandler) -> Result<Durability> {
+        let exchange = self.session.begin_commit()?;
+        let asked = match handler.invalidated(exchange.invalidations()) {
+            Ok(asked) => asked,
+            Err(e) => {
+                // As Durus's ClientStorage: the oids of this transaction go back to the pool.
+                self.oid_pool.extend(self.transaction_oids.drain(..).rev());
+                self.pending.clear();
+                return Err(e);
+            }
+        };
+        if !asked.is_empty() {
+            let current = exchange
+                .load_current(&asked)?
+                .into_iter()
+                .zip(&asked)
+                .filter_map(|(reply, oid)| match reply {
+                    LoadReply::Record(r) => Some((*oid, r)),
+                    _ => None,
+                })
+                .collect();
+            let merged = match handler.resolve(current) {
+                Ok(merged) => merged,
+                Err(e) => {
+                    self.oid_pool.extend(self.transaction_oids.drain(..).rev());
+                    self.pending.clear();
+                    return Err(e);
+                }
+            };
+            for (oid, record) in merged {
+                match self.pending.iter_mut().find(|(o, _)| *o == oid) {
+                    Some(slot) => slot.1 = record,
+                    None => self.pending.push((oid, record)),
+                }
+            }
+        }
+        let records = std::mem::take(&mut self.pending);
+        self.transaction_oids.clear();
+        let durability = exchange.commit(records)?;
+        durability.wait()?;
+        Ok(Durability::done())
+    }
+
+    fn sync(&mut self) -> Result<Vec<Oid>> {
+        self.session.sync()
+    }
+
+    fn pack(&mut self) -> Result<()> {
+        self.session.pack()
+    }
+}

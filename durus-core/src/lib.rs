@@ -1,0 +1,53 @@
+//! durus-core: a persistent object system in the spirit of Durus.
+//!
+//! Plain structs derive [`Persistent`], live in a graph of objects that
+//! loads lazily (ghosts) and is cached by identity, and are committed or
+//! aborted in transactions against a storage.
+//!
+//! ```
+//! use durus_core::{Connection, MemoryStorage, PRef, Persistent};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Persistent, Serialize, Deserialize, Default)]
+//! struct Library {
+//!     books: Vec<PRef<Book>>,
+//! }
+//!
+//! #[derive(Persistent, Serialize, Deserialize)]
+//! struct Book {
+//!     title: String,
+//! }
+//!
+//! let conn = Connection::new(MemoryStorage::new());
+//! let root: PRef<Library> = conn.root()?;
+//! root.write()?.books.push(PRef::new(Book { title: "Dune".into() }));
+//! conn.commit()?;
+//! assert_eq!(root.read()?.books[0].read()?.title, "Dune");
+//! # Ok::<(), durus_core::Error>(())
+//! ```
+
+#![deny(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+mod cache;
+pub mod connection;
+pub mod encoding;
+pub mod error;
+pub mod hub;
+pub mod oid;
+pub mod persistent;
+pub mod record;
+pub mod storage;
+
+pub use connection::Connection;
+pub use durus_derive::Persistent;
+pub use error::{ConflictError, ConflictKind, Error, Result};
+pub use hub::Hub;
+pub use oid::Oid;
+pub use persistent::{MergeConflict, PRef, Persistent, Status};
+pub use storage::{MemoryStorage, Storage};
+
+/// Paths used by the code `#[derive(Persistent)]` generates. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::persistent::merge;
+}

@@ -1,0 +1,74 @@
+//! Object ids: 64-bit, 8 bytes big-endian on disk and on the wire.
+
+use std::fmt;
+
+/// The id of a stored object. The root object is [`Oid::ROOT`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Oid(pub u64);
+
+impl Oid {
+    /// The root object's id.
+    pub const ROOT: Oid = Oid(0);
+    /// Size of an encoded oid in bytes.
+    pub const LEN: usize = 8;
+
+    /// The big-endian encoding used on disk and on the wire.
+    pub fn to_bytes(self) -> [u8; 8] {
+        self.0.to_be_bytes()
+    }
+
+    /// Decodes the first 8 bytes of `bytes`; `None` when there are fewer.
+    pub fn from_slice(bytes: &[u8]) -> Option<Oid> {
+        let head: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+        Some(Oid(u64::from_be_bytes(head)))
+    }
+
+    /// Splits a packed run of oids; `None` when its length is not a multiple of 8.
+    pub fn split_packed(bytes: &[u8]) -> Option<Vec<Oid>> {
+        if bytes.len() % 8 != 0 {
+            return None;
+        }
+        Some(bytes.chunks_exact(8).filter_map(Oid::from_slice).collect())
+    }
+
+    /// Concatenates the encodings of `oids`.
+    pub fn join_packed(oids: &[Oid]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(oids.len() * 8);
+        for oid in oids {
+            out.extend_from_slice(&oid.to_bytes());
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Oid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Oid({})", self.0)
+    }
+}
+
+impl fmt::Display for Oid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl From<u64> for Oid {
+    fn from(n: u64) -> Self {
+        Oid(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_big_endian() {
+        assert_eq!(Oid(258).to_bytes(), [0, 0, 0, 0, 0, 0, 1, 2]);
+        let packed = Oid::join_packed(&[Oid(1), Oid(u64::MAX)]);
+        assert_eq!(Oid::split_packed(&packed), Some(vec![Oid(1), Oid(u64::MAX)]));
+        assert_eq!(Oid::split_packed(&[0; 7]), None);
+        assert_eq!(Oid::from_slice(&[1, 2]), None);
+    }
+}

@@ -1,0 +1,325 @@
+//! Merge rules for concurrent commits of one object (conflict resolution).
+//!
+//! When two clients commit the same object, the later commit can be merged
+//! field by field instead of failing: `merged = resolve(ours, stored,
+//! initial)`, where `initial` is the state this client loaded (state0) and
+//! `stored` is what the other client committed. Each rule is a pure
+//! function of the three values of a field:
+//!
+//! | rule | merged value |
+//! |---|---|
+//! | `sum` | `ours + (stored - initial)`; overflow or a non-finite float is a conflict |
+//! | `union` | sets and maps: both sides' additions and removals relative to `initial`; a map key changed differently on both sides is a conflict |
+//! | `ours` / `theirs` | this client's value / the stored value |
+//! | `max` / `min` | the larger / smaller of `ours` and `stored` |
+//! | `nested` | a struct deriving `Merge` merges its own fields |
+//! | `with = f` | `f(&ours, &stored, &initial) -> Result<T, MergeConflict>` |
+//! | none | three-way: if one side left it as `initial`, the other side's value; if both made the same change, that value; otherwise a conflict |
+//!
+//! A rule that does not fit a field's type is a compile error on the field.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+
+/// A merge that cannot be done: the commit fails with a conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeConflict {
+    /// The field (or type) that could not be merged, as a dotted path.
+    pub field: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl MergeConflict {
+    /// A conflict on `field` for `reason`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> MergeConflict {
+        MergeConflict {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn reason(reason: impl Into<String>) -> MergeConflict {
+        MergeConflict::new("", reason)
+    }
+}
+
+impl fmt::Display for MergeConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot merge {}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for MergeConflict {}
+
+/// A value that merges field by field (derive it with `#[derive(Merge)]`).
+pub trait Merge: Sized {
+    /// Merges `ours` and `stored`, both changed from `initial`.
+    fn merge(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict>;
+}
+
+/// Numbers that `#[merge(sum)]` can add up.
+#[diagnostic::on_unimplemented(
+    message = "`#[merge(sum)]` needs an integer or float field, and `{Self}` is not one",
+    label = "this field cannot be summed",
+    note = "use `#[merge(sum)]` on counters and balances; for other types try `max`, `min`, `ours` or `with = ...`"
+)]
+pub trait Summable: Sized {
+    /// `ours + (stored - initial)`, or `None` on overflow.
+    fn merge_sum(ours: &Self, stored: &Self, initial: &Self) -> Option<Self>;
+}
+
+macro_rules! summable_int {
+    ($($t:ty)*) => {$(
+        impl Summable for $t {
+            fn merge_sum(ours: &Self, stored: &Self, initial: &Self) -> Option<Self> {
+                if stored >= initial {
+                    ours.checked_add(stored.checked_sub(*initial)?)
+                } else {
+                    ours.checked_sub(initial.checked_sub(*stored)?)
+                }
+            }
+        }
+    )*};
+}
+summable_int!(i8 i16 i32 i64 i128 isize u8 u16 u32 u64 u128 usize);
+
+macro_rules! summable_float {
+    ($($t:ty)*) => {$(
+        impl Summable for $t {
+            fn merge_sum(ours: &Self, stored: &Self, initial: &Self) -> Option<Self> {
+                let merged = ours + (stored - initial);
+                merged.is_finite().then_some(merged)
+            }
+        }
+    )*};
+}
+summable_float!(f32 f64);
+
+/// Sets and maps that `#[merge(union)]` can merge.
+#[diagnostic::on_unimplemented(
+    message = "`#[merge(union)]` needs a set or a map field, and `{Self}` is neither",
+    label = "this field cannot be merged as a union",
+    note = "`union` works on BTreeSet, HashSet, BTreeMap and HashMap"
+)]
+pub trait Unionable: Sized {
+    /// Applies both sides' additions and removals relative to `initial`.
+    fn merge_union(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict>;
+}
+
+impl<T: Ord + Clone> Unionable for BTreeSet<T> {
+    fn merge_union(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict> {
+        let mut out = ours.clone();
+        out.extend(stored.difference(initial).cloned());
+        for gone in initial.difference(stored) {
+            out.remove(gone);
+        }
+        Ok(out)
+    }
+}
+
+impl<T: Eq + Hash + Clone, S: BuildHasher + Clone> Unionable for HashSet<T, S> {
+    fn merge_union(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict> {
+        let mut out = ours.clone();
+        out.extend(stored.difference(initial).cloned());
+        for gone in initial.difference(stored) {
+            out.remove(gone);
+        }
+        Ok(out)
+    }
+}
+
+/// Three-way merge of one map entry (`None` = absent).
+fn entry<V: PartialEq + Clone>(
+    o: Option<&V>,
+    s: Option<&V>,
+    i: Option<&V>,
+) -> Result<Option<V>, MergeConflict> {
+    if o == i || o == s {
+        Ok(s.cloned())
+    } else if s == i {
+        Ok(o.cloned())
+    } else {
+        Err(MergeConflict::reason(
+            "a key was changed differently on both sides",
+        ))
+    }
+}
+
+impl<K: Ord + Clone, V: PartialEq + Clone> Unionable for BTreeMap<K, V> {
+    fn merge_union(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict> {
+        let keys: BTreeSet<&K> = ours.keys().chain(stored.keys()).chain(initial.keys()).collect();
+        let mut out = BTreeMap::new();
+        for k in keys {
+            if let Some(v) = entry(ours.get(k), stored.get(k), initial.get(k))? {
+                out.insert(k.clone(), v);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl<K: Eq + Hash + Clone, V: PartialEq + Clone, S: BuildHasher + Default> Unionable
+    for HashMap<K, V, S>
+{
+    fn merge_union(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict> {
+        let keys: HashSet<&K> = ours.keys().chain(stored.keys()).chain(initial.keys()).collect();
+        let mut out = HashMap::with_capacity_and_hasher(keys.len(), S::default());
+        for k in keys {
+            if let Some(v) = entry(ours.get(k), stored.get(k), initial.get(k))? {
+                out.insert(k.clone(), v);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Values that keep a snapshot of their state (state0) for merging.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has merge rules, so it must implement `Clone`",
+    label = "add `#[derive(Clone)]` to this type",
+    note = "a resolvable object keeps a copy of its state as loaded, to merge concurrent commits"
+)]
+pub trait Snapshot {
+    /// The copy.
+    fn snapshot_copy(&self) -> Self;
+}
+
+impl<T: Clone> Snapshot for T {
+    fn snapshot_copy(&self) -> Self {
+        self.clone()
+    }
+}
+
+/// Fields merged by the three-way rule (no attribute) must compare and copy.
+#[diagnostic::on_unimplemented(
+    message = "a field without `#[merge(...)]` is merged three-way, so `{Self}` must implement `PartialEq` and `Clone`",
+    label = "needs PartialEq + Clone, or a #[merge(...)] rule",
+    note = "add the derives, or give the field a rule such as `#[merge(ours)]`"
+)]
+pub trait ThreeWay: Sized {
+    /// The three-way merge.
+    fn merge_three_way(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict>;
+}
+
+impl<T: PartialEq + Clone> ThreeWay for T {
+    fn merge_three_way(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict> {
+        if ours == initial || ours == stored {
+            Ok(stored.clone())
+        } else if stored == initial {
+            Ok(ours.clone())
+        } else {
+            Err(MergeConflict::reason("changed differently on both sides"))
+        }
+    }
+}
+
+/// Fields merged by `max` or `min` must be ordered.
+#[diagnostic::on_unimplemented(
+    message = "`#[merge(max)]` and `#[merge(min)]` need an ordered field, and `{Self}` is not `Ord + Clone`",
+    label = "this field has no order"
+)]
+pub trait Ordered: Ord + Clone {}
+
+impl<T: Ord + Clone> Ordered for T {}
+
+/// `#[derive(Persistent)]` calls this for the snapshot of a resolvable type.
+pub fn snapshot<T: Snapshot>(value: &T) -> T {
+    value.snapshot_copy()
+}
+
+/// The rule of a field with no attribute.
+pub fn three_way<T: ThreeWay>(ours: &T, stored: &T, initial: &T) -> Result<T, MergeConflict> {
+    T::merge_three_way(ours, stored, initial)
+}
+
+/// `#[merge(sum)]`.
+pub fn sum<T: Summable>(ours: &T, stored: &T, initial: &T) -> Result<T, MergeConflict> {
+    T::merge_sum(ours, stored, initial).ok_or_else(|| MergeConflict::reason("the sum overflows"))
+}
+
+/// `#[merge(union)]`.
+pub fn union<T: Unionable>(ours: &T, stored: &T, initial: &T) -> Result<T, MergeConflict> {
+    T::merge_union(ours, stored, initial)
+}
+
+/// `#[merge(ours)]`.
+pub fn ours<T: Snapshot>(ours: &T, _stored: &T, _initial: &T) -> Result<T, MergeConflict> {
+    Ok(ours.snapshot_copy())
+}
+
+/// `#[merge(theirs)]`.
+pub fn theirs<T: Snapshot>(_ours: &T, stored: &T, _initial: &T) -> Result<T, MergeConflict> {
+    Ok(stored.snapshot_copy())
+}
+
+/// `#[merge(max)]`.
+pub fn max<T: Ordered>(ours: &T, stored: &T, _initial: &T) -> Result<T, MergeConflict> {
+    Ok(ours.max(stored).clone())
+}
+
+/// `#[merge(min)]`.
+pub fn min<T: Ordered>(ours: &T, stored: &T, _initial: &T) -> Result<T, MergeConflict> {
+    Ok(ours.min(stored).clone())
+}
+
+/// `#[merge(nested)]`.
+pub fn nested<T: Merge>(ours: &T, stored: &T, initial: &T) -> Result<T, MergeConflict> {
+    T::merge(ours, stored, initial)
+}
+
+/// `#[merge(with = f)]`.
+pub fn with<T, F>(f: F, ours: &T, stored: &T, initial: &T) -> Result<T, MergeConflict>
+where
+    F: FnOnce(&T, &T, &T) -> Result<T, MergeConflict>,
+{
+    f(ours, stored, initial)
+}
+
+/// Prefixes a conflict with the field it happened in.
+pub fn in_field(field: &str, mut e: MergeConflict) -> MergeConflict {
+    e.field = if e.field.is_empty() {
+        field.to_string()
+    } else {
+        format!("{field}.{}", e.field)
+    };
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sum_adds_the_other_sides_delta() {
+        assert_eq!(sum(&15i64, &12, &10), Ok(17));
+        assert!(sum(&5u32, &3, &10).is_err());
+        assert_eq!(sum(&20u32, &3, &10), Ok(13));
+        assert!(sum(&i64::MAX, &1, &0).is_err());
+        assert!(sum(&f64::MAX, &f64::MAX, &0.0).is_err());
+        assert_eq!(sum(&1.5f64, &2.0, &1.0), Ok(2.5));
+    }
+
+    #[test]
+    fn union_applies_both_sides() {
+        let i: BTreeSet<u8> = [1, 2, 3].into();
+        let o: BTreeSet<u8> = [1, 2, 4].into(); // -3 +4
+        let s: BTreeSet<u8> = [2, 3, 5].into(); // -1 +5
+        assert_eq!(union(&o, &s, &i), Ok([2, 4, 5].into()));
+        let i: BTreeMap<u8, u8> = [(1, 1), (2, 2)].into();
+        let o: BTreeMap<u8, u8> = [(1, 10), (2, 2)].into();
+        let s: BTreeMap<u8, u8> = [(1, 1), (3, 3)].into();
+        assert_eq!(union(&o, &s, &i), Ok([(1, 10), (3, 3)].into()));
+        let s2: BTreeMap<u8, u8> = [(1, 11), (2, 2)].into();
+        assert!(union(&o, &s2, &i).is_err());
+    }
+
+    #[test]
+    fn three_way_takes_the_changed_side() {
+        assert_eq!(three_way(&1, &2, &1), Ok(2));
+        assert_eq!(three_way(&2, &1, &1), Ok(2));
+        assert_eq!(three_way(&3, &3, &1), Ok(3));
+        assert!(three_way(&2, &3, &1).is_err());
+    }
+}

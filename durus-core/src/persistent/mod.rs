@@ -1,0 +1,290 @@
+//! The object model: the [`Persistent`] trait, the [`PRef`] handle and
+//! object statuses.
+//!
+//! A `PRef<T>` is a cheap, clonable, identity-preserving handle. Within one
+//! connection, one oid is one in-memory object. Its state is `None` while it
+//! is a ghost and is loaded on the first `read` or `write`.
+
+pub mod merge;
+
+use crate::connection::ConnInner;
+use crate::error::{Error, Result};
+use crate::oid::Oid;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::any::Any;
+use std::cell::{Cell, Ref, RefCell, RefMut};
+use std::fmt;
+use std::rc::{Rc, Weak};
+
+pub use merge::MergeConflict;
+
+/// A type whose values can be stored as objects of their own.
+///
+/// Derive it with `#[derive(Persistent)]`; the derive also writes the merge
+/// rules given by `#[merge(...)]` attributes.
+pub trait Persistent: Serialize + DeserializeOwned + 'static {
+    /// The class name written in each record. It defaults to the Rust path
+    /// and can be set with `#[persistent(class = "...")]`, so that a type
+    /// can be renamed or moved without rewriting the database.
+    const CLASS_NAME: &'static str;
+
+    /// True when the type has merge rules: its objects keep a snapshot of
+    /// their state as loaded (state0) while changed, to merge concurrent commits.
+    const RESOLVABLE: bool = false;
+
+    /// A copy of the state as loaded, kept while the object is changed.
+    /// Only resolvable types return one.
+    fn snapshot(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
+    /// Merges this client's state with the stored state written by another
+    /// client, both changed from `initial`.
+    fn resolve(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict>
+    where
+        Self: Sized,
+    {
+        let _ = (ours, stored, initial);
+        Err(MergeConflict::new(Self::CLASS_NAME, "has no merge rules"))
+    }
+}
+
+/// Where an object stands relative to its stored state (Durus's statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// New, or changed since the last commit.
+    Unsaved,
+    /// Loaded and equal to the stored state.
+    Saved,
+    /// No state in memory; loaded on first access.
+    Ghost,
+}
+
+/// The bookkeeping every object carries, whatever its type.
+pub(crate) struct Header {
+    pub(crate) oid: Cell<Option<Oid>>,
+    pub(crate) status: Cell<Status>,
+    /// The connection's transaction serial at the last access.
+    pub(crate) serial: Cell<u64>,
+    pub(crate) conn: RefCell<Weak<ConnInner>>,
+}
+
+/// An object: its header and its state (`None` while a ghost).
+pub(crate) struct Slot<T> {
+    pub(crate) hdr: Header,
+    pub(crate) state: RefCell<Option<T>>,
+}
+
+/// What the connection needs of an object without knowing its type.
+pub(crate) trait ErasedObj: Any {
+    fn hdr(&self) -> &Header;
+    fn class_name(&self) -> &'static str;
+    /// The record data (class and state); references are resolved through
+    /// the connection's encoding context.
+    fn encode(&self) -> Result<Vec<u8>>;
+    /// Replaces the state with the one in `data`; the object becomes Saved.
+    fn decode_into(&self, data: &[u8]) -> Result<()>;
+    /// Drops the state. Fails when the state is borrowed.
+    fn ghostify(&self) -> Result<()>;
+    fn is_borrowed(&self) -> bool;
+    /// Merges `stored` data into this object's state, given its snapshot;
+    /// returns the merged data. The object's state becomes the merged one.
+    fn resolve(&self, stored: &[u8], initial: &dyn Any) -> Result<Vec<u8>>;
+}
+
+impl<T: Persistent> ErasedObj for Slot<T> {
+    fn hdr(&self) -> &Header {
+        &self.hdr
+    }
+
+    fn class_name(&self) -> &'static str {
+        T::CLASS_NAME
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let oid = self.hdr.oid.get();
+        let state = self.state.try_borrow().map_err(|_| Error::Borrowed(oid))?;
+        let state = state.as_ref().ok_or(Error::WrongConnection(oid))?;
+        Ok(crate::encoding::encode(oid, T::CLASS_NAME, state)?)
+    }
+
+    fn decode_into(&self, data: &[u8]) -> Result<()> {
+        let oid = self.hdr.oid.get().unwrap_or_default();
+        let value: T = crate::encoding::decode(oid, T::CLASS_NAME, data)?;
+        let mut state = self
+            .state
+            .try_borrow_mut()
+            .map_err(|_| Error::Borrowed(Some(oid)))?;
+        *state = Some(value);
+        self.hdr.status.set(Status::Saved);
+        Ok(())
+    }
+
+    fn ghostify(&self) -> Result<()> {
+        let mut state = self
+            .state
+            .try_borrow_mut()
+            .map_err(|_| Error::Borrowed(self.hdr.oid.get()))?;
+        let old = state.take();
+        self.hdr.status.set(Status::Ghost);
+        drop(state);
+        // Dropping the state may drop other objects; do it with no borrow held.
+        drop(old);
+        Ok(())
+    }
+
+    fn is_borrowed(&self) -> bool {
+        self.state.try_borrow_mut().is_err()
+    }
+
+    fn resolve(&self, stored: &[u8], initial: &dyn Any) -> Result<Vec<u8>> {
+        let oid = self.hdr.oid.get();
+        let conflict = || Error::write_conflict(oid.into_iter().collect());
+        let initial = initial.downcast_ref::<T>().ok_or_else(conflict)?;
+        let stored: T = crate::encoding::decode(oid.unwrap_or_default(), T::CLASS_NAME, stored)?;
+        let mut state = self.state.try_borrow_mut().map_err(|_| Error::Borrowed(oid))?;
+        let ours = state.as_ref().ok_or_else(conflict)?;
+        let merged = T::resolve(ours, &stored, initial).map_err(|_| conflict())?;
+        let data = crate::encoding::encode(oid, T::CLASS_NAME, &merged)?;
+        *state = Some(merged);
+        Ok(data)
+    }
+}
+
+/// A handle to a persistent object: cheap to clone, compared by identity.
+///
+/// Reads and writes go through [`PRef::read`] and [`PRef::write`], which
+/// load a ghost first and so return a `Result`. A `write` marks the object
+/// changed, so the next commit stores it: a change made through the guard,
+/// however deep inside the state, cannot be lost.
+pub struct PRef<T: Persistent>(pub(crate) Rc<Slot<T>>);
+
+impl<T: Persistent> PRef<T> {
+    /// A new object, not yet stored. It gets an oid and is stored by the
+    /// first commit of a connection that can reach it from a changed object.
+    pub fn new(value: T) -> PRef<T> {
+        PRef(Rc::new(Slot {
+            hdr: Header {
+                oid: Cell::new(None),
+                status: Cell::new(Status::Unsaved),
+                serial: Cell::new(0),
+                conn: RefCell::new(Weak::new()),
+            },
+            state: RefCell::new(Some(value)),
+        }))
+    }
+
+    pub(crate) fn ghost(oid: Oid, conn: Weak<ConnInner>) -> PRef<T> {
+        PRef(Rc::new(Slot {
+            hdr: Header {
+                oid: Cell::new(Some(oid)),
+                status: Cell::new(Status::Ghost),
+                serial: Cell::new(0),
+                conn: RefCell::new(conn),
+            },
+            state: RefCell::new(None),
+        }))
+    }
+
+    /// The object's oid, once it is stored.
+    pub fn oid(&self) -> Option<Oid> {
+        self.0.hdr.oid.get()
+    }
+
+    /// The object's status.
+    pub fn status(&self) -> Status {
+        self.0.hdr.status.get()
+    }
+
+    /// True when both handles are the same object.
+    pub fn ptr_eq(&self, other: &PRef<T>) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Loads the state if needed and stamps the access.
+    fn access(&self) -> Result<()> {
+        let hdr = &self.0.hdr;
+        let conn = hdr.conn.borrow().upgrade();
+        let Some(conn) = conn else {
+            return match hdr.status.get() {
+                Status::Ghost => Err(Error::WrongConnection(hdr.oid.get())),
+                _ => Ok(()),
+            };
+        };
+        if hdr.status.get() == Status::Ghost {
+            conn.load_state(self.0.clone())?;
+        }
+        hdr.serial.set(conn.serial());
+        Ok(())
+    }
+
+    /// Borrows the state for reading, loading it first if it is a ghost.
+    pub fn read(&self) -> Result<Ref<'_, T>> {
+        self.access()?;
+        let oid = self.oid();
+        let state = self.0.state.try_borrow().map_err(|_| Error::Borrowed(oid))?;
+        Ref::filter_map(state, Option::as_ref).map_err(|_| Error::WrongConnection(oid))
+    }
+
+    /// Borrows the state for writing and marks the object changed.
+    pub fn write(&self) -> Result<RefMut<'_, T>> {
+        self.access()?;
+        let oid = self.oid();
+        let state = self
+            .0
+            .state
+            .try_borrow_mut()
+            .map_err(|_| Error::Borrowed(oid))?;
+        if self.0.hdr.status.get() == Status::Saved {
+            if let Some(conn) = self.0.hdr.conn.borrow().upgrade() {
+                let snapshot = state.as_ref().and_then(|s| s.snapshot());
+                conn.note_change(self.0.clone(), snapshot.map(|s| Box::new(s) as Box<dyn Any>));
+            }
+            self.0.hdr.status.set(Status::Unsaved);
+        }
+        RefMut::filter_map(state, Option::as_mut).map_err(|_| Error::WrongConnection(oid))
+    }
+}
+
+impl<T: Persistent> Clone for PRef<T> {
+    fn clone(&self) -> Self {
+        PRef(self.0.clone())
+    }
+}
+
+impl<T: Persistent> PartialEq for PRef<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl<T: Persistent> Eq for PRef<T> {}
+
+impl<T: Persistent> fmt::Debug for PRef<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.oid() {
+            Some(oid) => write!(f, "PRef<{}>({oid}, {:?})", T::CLASS_NAME, self.status()),
+            None => write!(f, "PRef<{}>(new)", T::CLASS_NAME),
+        }
+    }
+}
+
+impl<T: Persistent> Serialize for PRef<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let obj: Rc<dyn ErasedObj> = self.0.clone();
+        let oid = crate::connection::encoding_oid_for(obj).map_err(serde::ser::Error::custom)?;
+        ciborium::tag::Required::<u64, { crate::encoding::REF_TAG }>(oid.0).serialize(s)
+    }
+}
+
+impl<'de, T: Persistent> Deserialize<'de> for PRef<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let ciborium::tag::Required(oid) =
+            ciborium::tag::Required::<u64, { crate::encoding::REF_TAG }>::deserialize(d)?;
+        crate::connection::decoding_ref::<T>(Oid(oid)).map_err(serde::de::Error::custom)
+    }
+}

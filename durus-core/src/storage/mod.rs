@@ -1,0 +1,146 @@
+//! The [`Storage`] trait, shaped like Durus's `Storage`, and its implementations.
+//!
+//! A `Connection` drives one storage. Single-owner storages (memory, file)
+//! never report conflicts; shared ones (the in-process hub, a server) report
+//! the oids other clients committed, and the connection decides, through a
+//! [`CommitHandler`], whether that is a conflict or can be resolved.
+
+mod memory;
+
+pub use memory::MemoryStorage;
+
+use crate::error::Result;
+use crate::oid::Oid;
+use crate::record;
+use std::collections::{BTreeSet, HashSet};
+
+/// A store of records by oid with transactional commits.
+pub trait Storage: Send {
+    /// The record stored for `oid`.
+    ///
+    /// `Error::NotFound` when there is none; a read conflict when a shared
+    /// storage knows this client's copy of it is obsolete.
+    fn load(&mut self, oid: Oid) -> Result<Vec<u8>>;
+
+    /// The records of several oids, in order. Servers answer in one round trip.
+    fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
+        oids.iter().map(|oid| self.load(*oid)).collect()
+    }
+
+    /// An oid that no stored or reserved object uses.
+    fn new_oid(&mut self) -> Result<Oid>;
+
+    /// Starts a transaction, dropping any records stored but not ended.
+    fn begin(&mut self);
+
+    /// Adds a record (see [`crate::record`]) to the transaction.
+    fn store(&mut self, oid: Oid, record: Vec<u8>) -> Result<()>;
+
+    /// Commits the transaction.
+    ///
+    /// Shared storages first hand the oids committed by others to `handler`,
+    /// which may refuse (a conflict) or ask for their current records to merge.
+    /// The returned [`Durability`] must be waited on before the commit is
+    /// reported as done; it lets several commits share one fsync.
+    fn end(&mut self, handler: &mut dyn CommitHandler) -> Result<Durability>;
+
+    /// The oids changed by others since the last call (or the last `end`).
+    fn sync(&mut self) -> Result<Vec<Oid>>;
+
+    /// Removes the records that cannot be reached from the root.
+    fn pack(&mut self) -> Result<()>;
+
+    /// Releases the storage. Later calls fail.
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The connection's side of a commit on a shared storage.
+pub trait CommitHandler {
+    /// Receives the oids other clients committed since this one last synced.
+    ///
+    /// Returns the oids whose current records are needed to resolve
+    /// conflicts (empty when there is no conflict), or a conflict error,
+    /// which abandons the commit.
+    fn invalidated(&mut self, oids: &[Oid]) -> Result<Vec<Oid>>;
+
+    /// Receives the current records of the oids asked for by `invalidated`
+    /// and returns the merged records to store in place of this client's.
+    fn resolve(&mut self, current: Vec<(Oid, Vec<u8>)>) -> Result<Vec<(Oid, Vec<u8>)>>;
+}
+
+/// A handler for commits that cannot conflict: any invalidation is a conflict.
+pub struct NoConflicts;
+
+impl CommitHandler for NoConflicts {
+    fn invalidated(&mut self, oids: &[Oid]) -> Result<Vec<Oid>> {
+        if oids.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err(crate::Error::write_conflict(oids.to_vec()))
+        }
+    }
+
+    fn resolve(&mut self, _: Vec<(Oid, Vec<u8>)>) -> Result<Vec<(Oid, Vec<u8>)>> {
+        Ok(Vec::new())
+    }
+}
+
+type DurableWait = Box<dyn FnOnce() -> Result<()> + Send>;
+
+/// What a written commit still needs to be durable (an fsync, perhaps shared
+/// with other commits). Wait on it before acknowledging the commit.
+#[must_use = "a commit is not durable until its Durability is waited on"]
+pub struct Durability(Option<DurableWait>);
+
+impl Durability {
+    /// Already durable (or durability is not asked for).
+    pub fn done() -> Durability {
+        Durability(None)
+    }
+
+    /// Durable once `wait` returns `Ok`.
+    pub fn pending(wait: impl FnOnce() -> Result<()> + Send + 'static) -> Durability {
+        Durability(Some(Box::new(wait)))
+    }
+
+    /// Blocks until the commit is durable.
+    pub fn wait(self) -> Result<()> {
+        match self.0 {
+            Some(wait) => wait(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Durability::Pending"
+        } else {
+            "Durability::Done"
+        })
+    }
+}
+
+/// The oids reachable from the root by following record refs, starting at
+/// `root`; `load` returns `None` for an oid with no record. Used by packs.
+pub fn reachable_oids(
+    root: Oid,
+    mut load: impl FnMut(Oid) -> Result<Option<Vec<u8>>>,
+) -> Result<BTreeSet<Oid>> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![root];
+    let mut queued: HashSet<Oid> = HashSet::from([root]);
+    while let Some(oid) = todo.pop() {
+        let Some(rec) = load(oid)? else { continue };
+        seen.insert(oid);
+        for r in record::unpack(&rec)?.ref_oids() {
+            if queued.insert(r) {
+                todo.push(r);
+            }
+        }
+    }
+    Ok(seen)
+}

@@ -1,0 +1,122 @@
+//! Code generation from the checked model.
+
+use crate::ast::{self, Field, Input};
+use crate::attr::Rule;
+use crate::check;
+use crate::ctxt::Ctxt;
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::DeriveInput;
+
+fn model<'a>(input: &'a DeriveInput, derive: &str) -> Result<Input<'a>, TokenStream> {
+    let mut cx = Ctxt::default();
+    let parsed = ast::parse(&mut cx, input, derive);
+    if let Some(parsed) = &parsed {
+        check::check(&mut cx, parsed);
+    }
+    match (cx.check(), parsed) {
+        (Ok(()), Some(parsed)) => Ok(parsed),
+        (Err(e), _) => Err(e.to_compile_error()),
+        (Ok(()), None) => Err(quote!(compile_error!("invalid input");)),
+    }
+}
+
+/// `#[derive(Persistent)]`.
+pub fn persistent(input: &DeriveInput) -> TokenStream {
+    let model = match model(input, "Persistent") {
+        Ok(model) => model,
+        Err(errors) => return errors,
+    };
+    let ident = model.ident;
+    let (impl_generics, ty_generics, where_clause) = model.generics.split_for_impl();
+    let class = match &model.attrs.class {
+        Some(lit) => quote!(#lit),
+        None => quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident))),
+    };
+    let resolution = if model.resolvable() {
+        let snapshot = quote_spanned! {ident.span()=>
+            ::durus_core::__private::merge::snapshot(self)
+        };
+        quote! {
+            const RESOLVABLE: bool = true;
+
+            fn snapshot(&self) -> ::core::option::Option<Self> {
+                ::core::option::Option::Some(#snapshot)
+            }
+
+            fn resolve(
+                ours: &Self,
+                stored: &Self,
+                initial: &Self,
+            ) -> ::core::result::Result<Self, ::durus_core::MergeConflict> {
+                <Self as ::durus_core::__private::merge::Merge>::merge(ours, stored, initial)
+            }
+        }
+    } else {
+        TokenStream::new()
+    };
+    let merge_impl = if model.resolvable() {
+        merge_impl(&model)
+    } else {
+        TokenStream::new()
+    };
+    quote! {
+        const _: () = {
+            impl #impl_generics ::durus_core::Persistent for #ident #ty_generics #where_clause {
+                const CLASS_NAME: &'static str = #class;
+                #resolution
+            }
+            #merge_impl
+        };
+    }
+}
+
+/// `#[derive(Merge)]`.
+pub fn merge(input: &DeriveInput) -> TokenStream {
+    match model(input, "Merge") {
+        Ok(model) => {
+            let body = merge_impl(&model);
+            quote!(const _: () = { #body };)
+        }
+        Err(errors) => errors,
+    }
+}
+
+fn merge_impl(model: &Input<'_>) -> TokenStream {
+    let ident = model.ident;
+    let (impl_generics, ty_generics, where_clause) = model.generics.split_for_impl();
+    let fields = model.fields.iter().map(field_merge);
+    quote! {
+        impl #impl_generics ::durus_core::__private::merge::Merge for #ident #ty_generics #where_clause {
+            fn merge(
+                ours: &Self,
+                stored: &Self,
+                initial: &Self,
+            ) -> ::core::result::Result<Self, ::durus_core::MergeConflict> {
+                ::core::result::Result::Ok(Self { #(#fields,)* })
+            }
+        }
+    }
+}
+
+fn field_merge(field: &Field<'_>) -> TokenStream {
+    let name = field.ident;
+    let args = quote!(&ours.#name, &stored.#name, &initial.#name);
+    let m = quote!(::durus_core::__private::merge);
+    let span = field.ty.span();
+    let call = match field.rule.as_ref().map(|r| &r.rule) {
+        None => quote_spanned!(span=> #m::three_way(#args)),
+        Some(Rule::Sum) => quote_spanned!(span=> #m::sum(#args)),
+        Some(Rule::Union) => quote_spanned!(span=> #m::union(#args)),
+        Some(Rule::Ours) => quote_spanned!(span=> #m::ours(#args)),
+        Some(Rule::Theirs) => quote_spanned!(span=> #m::theirs(#args)),
+        Some(Rule::Max) => quote_spanned!(span=> #m::max(#args)),
+        Some(Rule::Min) => quote_spanned!(span=> #m::min(#args)),
+        Some(Rule::Nested) => quote_spanned!(span=> #m::nested(#args)),
+        Some(Rule::With(path)) => quote_spanned!(path.span()=> #m::with(#path, #args)),
+    };
+    quote! {
+        #name: #call.map_err(|e| #m::in_field(::core::stringify!(#name), e))?
+    }
+}

@@ -1,0 +1,1 @@
+//! Compile-fail tests of the derive live in `tests/`.
