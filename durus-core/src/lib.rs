@@ -29,6 +29,7 @@
 #![deny(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
 mod cache;
+pub mod collections;
 pub mod connection;
 pub mod encoding;
 pub mod error;
@@ -38,6 +39,7 @@ pub mod persistent;
 pub mod record;
 pub mod storage;
 
+pub use collections::{BTree, PersistentDict, PersistentList, PersistentSet};
 pub use connection::Connection;
 pub use durus_derive::Persistent;
 pub use error::{ConflictError, ConflictKind, Error, Result};

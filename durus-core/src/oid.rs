@@ -67,7 +67,10 @@ mod tests {
     fn packs_big_endian() {
         assert_eq!(Oid(258).to_bytes(), [0, 0, 0, 0, 0, 0, 1, 2]);
         let packed = Oid::join_packed(&[Oid(1), Oid(u64::MAX)]);
-        assert_eq!(Oid::split_packed(&packed), Some(vec![Oid(1), Oid(u64::MAX)]));
+        assert_eq!(
+            Oid::split_packed(&packed),
+            Some(vec![Oid(1), Oid(u64::MAX)])
+        );
         assert_eq!(Oid::split_packed(&[0; 7]), None);
         assert_eq!(Oid::from_slice(&[1, 2]), None);
     }
