@@ -391,8 +391,11 @@ impl ConnInner {
         let mut new_objects: Vec<Rc<dyn ErasedObj>> = Vec::new();
         self.storage.borrow_mut().begin();
         let written = self.write_objects(&mut queue, &mut stored, &mut new_objects);
+        let mut handler = Resolver {
+            conn: self,
+            merged: Vec::new(),
+        };
         let result = written.and_then(|()| {
-            let mut handler = Resolver { conn: self };
             let durability = self.storage.borrow_mut().end(&mut handler)?;
             durability.wait()
         });
@@ -401,6 +404,11 @@ impl ConnInner {
                 self.detach(obj);
             }
             return Err(e);
+        }
+        self.merges
+            .set(self.merges.get() + handler.merged.len() as u64);
+        for (obj, state) in handler.merged {
+            obj.replace_state(state)?;
         }
         for obj in stored {
             obj.hdr().status.set(Status::Saved);
@@ -461,6 +469,8 @@ impl ConnInner {
 /// The connection's part in a commit: conflict checks and merges.
 struct Resolver<'a> {
     conn: &'a ConnInner,
+    /// Merged states, installed once the commit succeeds.
+    merged: Vec<(Rc<dyn ErasedObj>, Box<dyn Any>)>,
 }
 
 impl CommitHandler for Resolver<'_> {
@@ -500,6 +510,7 @@ impl Resolver<'_> {
         let conn = self.conn;
         let rc = conn.rc()?;
         let mut out = Vec::with_capacity(current.len());
+        let mut merged = Vec::with_capacity(current.len());
         for (oid, rec) in current {
             let view = record::unpack(&rec)?;
             let obj = conn
@@ -515,17 +526,18 @@ impl Resolver<'_> {
                     .ok_or_else(|| Error::write_conflict(vec![oid]))?;
                 let _decode = DecodeScope::enter(rc.clone());
                 let encode = EncodeScope::enter(rc.clone());
-                let data = obj.resolve(view.data, initial.as_ref())?;
+                let (data, state) = obj.resolve(view.data, initial.as_ref())?;
                 let (refs, found) = encode.take();
                 if !found.is_empty() {
                     // A merge cannot bring in objects the transaction did not store.
                     return Err(Error::write_conflict(vec![oid]));
                 }
+                merged.push((obj, state));
                 record::pack(oid, &data, &refs)?
             };
             out.push((oid, data));
         }
-        conn.merges.set(conn.merges.get() + out.len() as u64);
+        self.merged = merged;
         Ok(out)
     }
 }
