@@ -35,8 +35,13 @@ struct Stats {
     first_day: u32,
 }
 
+#[allow(clippy::ptr_arg)] // merge functions take the field type by reference
 fn longer(ours: &String, stored: &String, _: &String) -> Result<String, MergeConflict> {
-    Ok(if stored.len() > ours.len() { stored.clone() } else { ours.clone() })
+    Ok(if stored.len() > ours.len() {
+        stored.clone()
+    } else {
+        ours.clone()
+    })
 }
 
 #[derive(Persistent, Serialize, Deserialize, Default)]
@@ -72,12 +77,18 @@ fn setup() -> Hub {
 fn objects(conn: &Connection) -> (PRef<Account>, PRef<Plain>) {
     let root: PRef<Root> = conn.root().expect("root");
     let r = root.read().expect("read");
-    (r.account.clone().expect("account"), r.plain.clone().expect("plain"))
+    (
+        r.account.clone().expect("account"),
+        r.plain.clone().expect("plain"),
+    )
 }
 
 /// Two connections in one thread, interleaved by hand.
 fn pair(hub: &Hub) -> (Connection, Connection) {
-    (Connection::new(hub.storage()), Connection::new(hub.storage()))
+    (
+        Connection::new(hub.storage()),
+        Connection::new(hub.storage()),
+    )
 }
 
 #[test]
@@ -117,10 +128,19 @@ fn every_rule_merges_two_concurrent_commits() -> durus_core::Result<()> {
     let got = acct.read()?.clone();
     assert_eq!(got.balance, 7);
     assert_eq!(got.tags, ["a".to_string(), "b".to_string()].into());
-    assert_eq!(got.limits, [("atm".to_string(), 100), ("web".to_string(), 50)].into());
+    assert_eq!(
+        got.limits,
+        [("atm".to_string(), 100), ("web".to_string(), 50)].into()
+    );
     assert_eq!(got.last_seen_by, "b");
     assert_eq!(got.high_water, 9);
-    assert_eq!(got.stats, Stats { deposits: 3, first_day: 5 });
+    assert_eq!(
+        got.stats,
+        Stats {
+            deposits: 3,
+            first_day: 5
+        }
+    );
     assert_eq!(got.note, "much longer");
     assert_eq!(got.owner, "bea", "only b changed the three-way field");
     // b's in-memory object holds the merged state.
@@ -146,7 +166,11 @@ fn an_unresolvable_field_is_a_conflict_and_leaves_the_object_alone() -> durus_co
         Err(Error::Conflict(c)) => assert_eq!(c.oids, vec![acct_b.oid().expect("oid")]),
         other => panic!("expected a conflict, got {other:?}"),
     }
-    assert_eq!(acct_b.read()?.owner, "bob", "the failed merge changed nothing");
+    assert_eq!(
+        acct_b.read()?.owner,
+        "bob",
+        "the failed merge changed nothing"
+    );
     assert_eq!(acct_b.read()?.balance, 5);
     b.transaction(3, |_| {
         acct_b.write()?.balance += 5;
@@ -242,12 +266,18 @@ fn hot_counter_eight_threads_no_conflicts_no_lost_updates() {
             })
         })
         .collect();
-    let results: Vec<(usize, u64)> = workers.into_iter().map(|w| w.join().expect("worker")).collect();
+    let results: Vec<(usize, u64)> = workers
+        .into_iter()
+        .map(|w| w.join().expect("worker"))
+        .collect();
     let conflicts: usize = results.iter().map(|r| r.0).sum();
     assert_eq!(conflicts, 0, "no conflict reaches the application");
     let conn = Connection::new(hub.storage());
     let (acct, _) = objects(&conn);
-    assert_eq!(acct.read().expect("read").balance, (THREADS * INCREMENTS) as i64);
+    assert_eq!(
+        acct.read().expect("read").balance,
+        (THREADS * INCREMENTS) as i64
+    );
 }
 
 /// A tiny deterministic generator for the property tests.
@@ -265,7 +295,9 @@ impl SplitMix {
         (self.next() % 2001) as i64 - 1000
     }
     fn set(&mut self) -> BTreeSet<u8> {
-        (0..self.next() % 8).map(|_| (self.next() % 12) as u8).collect()
+        (0..self.next() % 8)
+            .map(|_| (self.next() % 12) as u8)
+            .collect()
     }
 }
 
@@ -293,7 +325,8 @@ fn property_rules_hold_for_random_inputs() {
             } else {
                 ss.contains(&x)
             };
-            let both_changed = so.contains(&x) != si.contains(&x) && ss.contains(&x) != si.contains(&x);
+            let both_changed =
+                so.contains(&x) != si.contains(&x) && ss.contains(&x) != si.contains(&x);
             if !both_changed {
                 assert_eq!(u.contains(&x), expect, "{x} in {so:?} {ss:?} from {si:?}");
             } else {

@@ -32,7 +32,11 @@ pub fn persistent(input: &DeriveInput) -> TokenStream {
     let (impl_generics, ty_generics, where_clause) = model.generics.split_for_impl();
     let class = match &model.attrs.class {
         Some(lit) => quote!(#lit),
-        None => quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident))),
+        None => quote!(::core::concat!(
+            ::core::module_path!(),
+            "::",
+            ::core::stringify!(#ident)
+        )),
     };
     let resolution = if model.resolvable() {
         let snapshot = quote_spanned! {ident.span()=>

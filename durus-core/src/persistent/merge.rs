@@ -150,7 +150,11 @@ fn entry<V: PartialEq + Clone>(
 
 impl<K: Ord + Clone, V: PartialEq + Clone> Unionable for BTreeMap<K, V> {
     fn merge_union(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict> {
-        let keys: BTreeSet<&K> = ours.keys().chain(stored.keys()).chain(initial.keys()).collect();
+        let keys: BTreeSet<&K> = ours
+            .keys()
+            .chain(stored.keys())
+            .chain(initial.keys())
+            .collect();
         let mut out = BTreeMap::new();
         for k in keys {
             if let Some(v) = entry(ours.get(k), stored.get(k), initial.get(k))? {
@@ -165,7 +169,11 @@ impl<K: Eq + Hash + Clone, V: PartialEq + Clone, S: BuildHasher + Default> Union
     for HashMap<K, V, S>
 {
     fn merge_union(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict> {
-        let keys: HashSet<&K> = ours.keys().chain(stored.keys()).chain(initial.keys()).collect();
+        let keys: HashSet<&K> = ours
+            .keys()
+            .chain(stored.keys())
+            .chain(initial.keys())
+            .collect();
         let mut out = HashMap::with_capacity_and_hasher(keys.len(), S::default());
         for k in keys {
             if let Some(v) = entry(ours.get(k), stored.get(k), initial.get(k))? {

@@ -161,7 +161,10 @@ impl<T: Persistent> ErasedObj for Slot<T> {
         let merged = merged
             .downcast::<T>()
             .map_err(|_| Error::write_conflict(oid.into_iter().collect()))?;
-        let mut state = self.state.try_borrow_mut().map_err(|_| Error::Borrowed(oid))?;
+        let mut state = self
+            .state
+            .try_borrow_mut()
+            .map_err(|_| Error::Borrowed(oid))?;
         *state = Some(*merged);
         Ok(())
     }
@@ -239,7 +242,11 @@ impl<T: Persistent> PRef<T> {
     pub fn read(&self) -> Result<Ref<'_, T>> {
         self.access()?;
         let oid = self.oid();
-        let state = self.0.state.try_borrow().map_err(|_| Error::Borrowed(oid))?;
+        let state = self
+            .0
+            .state
+            .try_borrow()
+            .map_err(|_| Error::Borrowed(oid))?;
         Ref::filter_map(state, Option::as_ref).map_err(|_| Error::WrongConnection(oid))
     }
 
@@ -255,7 +262,10 @@ impl<T: Persistent> PRef<T> {
         if self.0.hdr.status.get() == Status::Saved {
             if let Some(conn) = self.0.hdr.conn.borrow().upgrade() {
                 let snapshot = state.as_ref().and_then(|s| s.snapshot());
-                conn.note_change(self.0.clone(), snapshot.map(|s| Box::new(s) as Box<dyn Any>));
+                conn.note_change(
+                    self.0.clone(),
+                    snapshot.map(|s| Box::new(s) as Box<dyn Any>),
+                );
             }
             self.0.hdr.status.set(Status::Unsaved);
         }
