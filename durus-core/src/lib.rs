@@ -31,6 +31,7 @@
     deny(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)
 )]
 
+pub mod bench;
 mod cache;
 pub mod connection;
 pub mod encoding;
