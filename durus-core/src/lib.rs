@@ -54,4 +54,5 @@ pub use storage::{MemoryStorage, Storage};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::persistent::merge;
+    pub use serde;
 }
