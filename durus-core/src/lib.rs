@@ -26,8 +26,12 @@
 //! # Ok::<(), durus_core::Error>(())
 //! ```
 
-#![deny(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)
+)]
 
+pub mod bench;
 mod cache;
 pub mod collections;
 pub mod connection;
@@ -52,4 +56,5 @@ pub use storage::{MemoryStorage, Storage};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::persistent::merge;
+    pub use serde;
 }

@@ -25,7 +25,7 @@ impl Oid {
 
     /// Splits a packed run of oids; `None` when its length is not a multiple of 8.
     pub fn split_packed(bytes: &[u8]) -> Option<Vec<Oid>> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return None;
         }
         Some(bytes.chunks_exact(8).filter_map(Oid::from_slice).collect())

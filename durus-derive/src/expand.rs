@@ -29,7 +29,8 @@ pub fn persistent(input: &DeriveInput) -> TokenStream {
         Err(errors) => return errors,
     };
     let ident = model.ident;
-    let (impl_generics, ty_generics, where_clause) = model.generics.split_for_impl();
+    let generics = with_serde_bounds(model.generics, ident);
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let class = match &model.attrs.class {
         Some(lit) => quote!(#lit),
         None => quote!(::core::concat!(
@@ -40,7 +41,7 @@ pub fn persistent(input: &DeriveInput) -> TokenStream {
     };
     let resolution = if model.resolvable() {
         let snapshot = quote_spanned! {ident.span()=>
-            ::durus_core::__private::merge::snapshot(self)
+            <Self as ::durus_core::__private::merge::Snapshot>::snapshot_copy(self)
         };
         quote! {
             const RESOLVABLE: bool = true;
@@ -76,6 +77,24 @@ pub fn persistent(input: &DeriveInput) -> TokenStream {
     }
 }
 
+/// A generic type is `Persistent` where it can be serialized: the bound
+/// goes on the impl so that users need not repeat serde's bounds.
+fn with_serde_bounds(generics: &syn::Generics, ident: &syn::Ident) -> syn::Generics {
+    let mut generics = generics.clone();
+    if generics.params.is_empty() {
+        return generics;
+    }
+    let (_, ty_generics, _) = generics.split_for_impl();
+    let ty_generics = quote!(#ty_generics);
+    let predicate: syn::WherePredicate = syn::parse_quote! {
+        #ident #ty_generics: ::durus_core::__private::serde::Serialize
+            + ::durus_core::__private::serde::de::DeserializeOwned
+            + 'static
+    };
+    generics.make_where_clause().predicates.push(predicate);
+    generics
+}
+
 /// `#[derive(Merge)]`.
 pub fn merge(input: &DeriveInput) -> TokenStream {
     match model(input, "Merge") {
@@ -107,8 +126,8 @@ fn merge_impl(model: &Input<'_>) -> TokenStream {
 fn field_merge(field: &Field<'_>) -> TokenStream {
     let name = field.ident;
     let args = quote!(&ours.#name, &stored.#name, &initial.#name);
-    let m = quote!(::durus_core::__private::merge);
     let span = field.ty.span();
+    let m = quote_spanned!(span=> ::durus_core::__private::merge);
     let call = match field.rule.as_ref().map(|r| &r.rule) {
         None => quote_spanned!(span=> #m::three_way(#args)),
         Some(Rule::Sum) => quote_spanned!(span=> #m::sum(#args)),
@@ -118,7 +137,10 @@ fn field_merge(field: &Field<'_>) -> TokenStream {
         Some(Rule::Max) => quote_spanned!(span=> #m::max(#args)),
         Some(Rule::Min) => quote_spanned!(span=> #m::min(#args)),
         Some(Rule::Nested) => quote_spanned!(span=> #m::nested(#args)),
-        Some(Rule::With(path)) => quote_spanned!(path.span()=> #m::with(#path, #args)),
+        Some(Rule::With(path)) => {
+            let m = quote_spanned!(path.span()=> ::durus_core::__private::merge);
+            quote_spanned!(path.span()=> #m::with(#path, #args))
+        }
     };
     quote! {
         #name: #call.map_err(|e| #m::in_field(::core::stringify!(#name), e))?

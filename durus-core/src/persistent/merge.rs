@@ -18,6 +18,7 @@
 //!
 //! A rule that does not fit a field's type is a compile error on the field.
 
+pub use durus_derive::Merge;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -231,11 +232,6 @@ impl<T: PartialEq + Clone> ThreeWay for T {
 pub trait Ordered: Ord + Clone {}
 
 impl<T: Ord + Clone> Ordered for T {}
-
-/// `#[derive(Persistent)]` calls this for the snapshot of a resolvable type.
-pub fn snapshot<T: Snapshot>(value: &T) -> T {
-    value.snapshot_copy()
-}
 
 /// The rule of a field with no attribute.
 pub fn three_way<T: ThreeWay>(ours: &T, stored: &T, initial: &T) -> Result<T, MergeConflict> {
