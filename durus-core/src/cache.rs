@@ -81,7 +81,10 @@ impl Cache {
 
     /// Objects in memory, loaded or ghost.
     pub(crate) fn count(&self) -> usize {
-        self.objects.values().filter(|w| w.strong_count() > 0).count()
+        self.objects
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
     }
 
     /// Objects with their state in memory.

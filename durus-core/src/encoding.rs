@@ -74,10 +74,22 @@ pub fn split(oid: Oid, data: &[u8]) -> Result<(&str, &[u8]), EncodingError> {
     }
     let (len, head) = match first & 0x1f {
         n @ 0..=23 => (n as u64, 1),
-        24 => (*data.get(1).ok_or_else(|| bad("truncated class name"))? as u64, 2),
-        25 => (be_uint(data.get(1..3)).ok_or_else(|| bad("truncated class name"))?, 3),
-        26 => (be_uint(data.get(1..5)).ok_or_else(|| bad("truncated class name"))?, 5),
-        27 => (be_uint(data.get(1..9)).ok_or_else(|| bad("truncated class name"))?, 9),
+        24 => (
+            *data.get(1).ok_or_else(|| bad("truncated class name"))? as u64,
+            2,
+        ),
+        25 => (
+            be_uint(data.get(1..3)).ok_or_else(|| bad("truncated class name"))?,
+            3,
+        ),
+        26 => (
+            be_uint(data.get(1..5)).ok_or_else(|| bad("truncated class name"))?,
+            5,
+        ),
+        27 => (
+            be_uint(data.get(1..9)).ok_or_else(|| bad("truncated class name"))?,
+            9,
+        ),
         _ => return Err(bad("class name has an indefinite length")),
     };
     let end = usize::try_from(len)
@@ -152,7 +164,10 @@ mod tests {
         assert_eq!(&data[11..], &[0x82, 0x01, 0x02]);
         let (class, state) = split(Oid(1), &data).unwrap();
         assert_eq!((class, state), ("app::Point", &[0x82, 0x01, 0x02][..]));
-        assert_eq!(decode::<(u8, u8)>(Oid(1), "app::Point", &data).unwrap(), (1, 2));
+        assert_eq!(
+            decode::<(u8, u8)>(Oid(1), "app::Point", &data).unwrap(),
+            (1, 2)
+        );
     }
 
     #[test]
@@ -177,7 +192,13 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error() {
-        for data in [&b""[..], b"\x7b\xff\xff\xff\xff\xff\xff\xff\xff", b"\x61", b"\x01\x02", b"\x7f"] {
+        for data in [
+            &b""[..],
+            b"\x7b\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"\x61",
+            b"\x01\x02",
+            b"\x7f",
+        ] {
             assert!(split(Oid(3), data).is_err(), "{data:?}");
         }
         let data = encode(None, "A", &5u32).unwrap();

@@ -59,7 +59,11 @@ pub enum RecordError {
     /// Fewer than the 12 bytes of oid and length.
     Short { len: usize },
     /// The declared data length runs past the record's end.
-    DataPastEnd { oid: Oid, data_len: usize, len: usize },
+    DataPastEnd {
+        oid: Oid,
+        data_len: usize,
+        len: usize,
+    },
     /// The refs part is not a whole number of oids.
     RefsNotOids { oid: Oid, len: usize },
     /// The data is longer than a u32 can declare.
@@ -184,10 +188,16 @@ impl fmt::Display for RecordError {
                 "record {oid}: data length {data_len} runs past the record's {len} bytes"
             ),
             RecordError::RefsNotOids { oid, len } => {
-                write!(f, "record {oid}: {len} bytes of refs is not a whole number of oids")
+                write!(
+                    f,
+                    "record {oid}: {len} bytes of refs is not a whole number of oids"
+                )
             }
             RecordError::DataTooLong { oid, len } => {
-                write!(f, "record {oid}: {len} bytes of data is over the 4 GiB limit")
+                write!(
+                    f,
+                    "record {oid}: {len} bytes of data is over the 4 GiB limit"
+                )
             }
         }
     }

@@ -179,7 +179,10 @@ impl Session {
                 oids.push(oid);
             }
         }
-        state.session(self.id)?.unused_oids.extend(oids.iter().copied());
+        state
+            .session(self.id)?
+            .unused_oids
+            .extend(oids.iter().copied());
         Ok(oids)
     }
 
@@ -191,7 +194,9 @@ impl Session {
     /// Loads several records, holding the state lock once.
     pub fn bulk_load(&self, oids: &[Oid]) -> Result<Vec<LoadReply>> {
         let mut state = lock(&self.hub.shared.state);
-        oids.iter().map(|oid| state.load_reply(self.id, *oid)).collect()
+        oids.iter()
+            .map(|oid| state.load_reply(self.id, *oid))
+            .collect()
     }
 
     /// The oids invalidated for this session since it last synced; clears them.

@@ -25,7 +25,7 @@ impl Oid {
 
     /// Splits a packed run of oids; `None` when its length is not a multiple of 8.
     pub fn split_packed(bytes: &[u8]) -> Option<Vec<Oid>> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return None;
         }
         Some(bytes.chunks_exact(8).filter_map(Oid::from_slice).collect())
@@ -67,7 +67,10 @@ mod tests {
     fn packs_big_endian() {
         assert_eq!(Oid(258).to_bytes(), [0, 0, 0, 0, 0, 0, 1, 2]);
         let packed = Oid::join_packed(&[Oid(1), Oid(u64::MAX)]);
-        assert_eq!(Oid::split_packed(&packed), Some(vec![Oid(1), Oid(u64::MAX)]));
+        assert_eq!(
+            Oid::split_packed(&packed),
+            Some(vec![Oid(1), Oid(u64::MAX)])
+        );
         assert_eq!(Oid::split_packed(&[0; 7]), None);
         assert_eq!(Oid::from_slice(&[1, 2]), None);
     }

@@ -62,7 +62,7 @@ pub fn unpack(record: &[u8]) -> Result<RecordView<'_>, RecordError> {
         })?;
     let data = record.get(12..data_end).unwrap_or_default();
     let refs = record.get(data_end..).unwrap_or_default();
-    if refs.len() % 8 != 0 {
+    if !refs.len().is_multiple_of(8) {
         return Err(RecordError::RefsNotOids {
             oid,
             len: refs.len(),

@@ -28,7 +28,10 @@ fn item(n: i64) -> PRef<Item> {
 /// A second connection on the same data: the hub lets two connections share a storage.
 fn two_connections() -> (Connection, Connection) {
     let hub = Hub::new(MemoryStorage::new());
-    (Connection::new(hub.storage()), Connection::new(hub.storage()))
+    (
+        Connection::new(hub.storage()),
+        Connection::new(hub.storage()),
+    )
 }
 
 #[test]
@@ -219,7 +222,11 @@ fn bad_records_are_errors_not_panics() -> durus_core::Result<()> {
         record::pack(oids[2], b"", &[])?,
         record::pack(oids[3], b"\x7f\x00", &[])?,
         record::pack(oids[4], b"\x80\x02cfoo\nBar\nq\x00.", &[])?,
-        record::pack(oids[5], &durus_core::encoding::encode(None, "tests::Item", &7u8)?, &[])?,
+        record::pack(
+            oids[5],
+            &durus_core::encoding::encode(None, "tests::Item", &7u8)?,
+            &[],
+        )?,
         record::pack(oids[6], b"\x6aitem\xff\xff\xff\xff\xff\xff", &[])?,
         record::pack(Oid(999), b"x", &[])?,
     ];
@@ -231,9 +238,16 @@ fn bad_records_are_errors_not_panics() -> durus_core::Result<()> {
         assert!(got.is_err(), "oid {oid} loaded from garbage");
     }
     match conn.get::<Item>(oids[4]) {
-        Err(e) => assert!(e.to_string().contains("Python Durus record of class foo.Bar"), "{e}"),
+        Err(e) => assert!(
+            e.to_string()
+                .contains("Python Durus record of class foo.Bar"),
+            "{e}"
+        ),
         Ok(_) => unreachable!(),
     }
-    assert!(matches!(conn.get::<Item>(Oid(5000)), Err(Error::NotFound(_))));
+    assert!(matches!(
+        conn.get::<Item>(Oid(5000)),
+        Err(Error::NotFound(_))
+    ));
     Ok(())
 }

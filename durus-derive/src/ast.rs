@@ -28,23 +28,25 @@ impl Input<'_> {
 pub fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput, derive: &str) -> Option<Input<'a>> {
     let attrs = attr::container(cx, &input.attrs);
     let named = match &input.data {
-        Data::Struct(s) => match &s.fields {
-            Fields::Named(named) => named,
-            Fields::Unnamed(_) => {
-                cx.error_spanned_by(
+        Data::Struct(s) => {
+            match &s.fields {
+                Fields::Named(named) => named,
+                Fields::Unnamed(_) => {
+                    cx.error_spanned_by(
                     &s.fields,
                     format!("#[derive({derive})] needs a struct with named fields, not a tuple struct"),
                 );
-                return None;
-            }
-            Fields::Unit => {
-                cx.error_spanned_by(
+                    return None;
+                }
+                Fields::Unit => {
+                    cx.error_spanned_by(
                     &input.ident,
                     format!("#[derive({derive})] needs a struct with named fields, not a unit struct"),
                 );
-                return None;
+                    return None;
+                }
             }
-        },
+        }
         Data::Enum(e) => {
             cx.error_spanned_by(
                 e.enum_token,

@@ -48,7 +48,10 @@ pub fn container(cx: &mut Ctxt, attrs: &[Attribute]) -> Container {
                     syn::Error::new(e.span(), "expected #[persistent(class = \"name\")]")
                 })?;
                 if lit.value().is_empty() {
-                    return Err(syn::Error::new(lit.span(), "the class name cannot be empty"));
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "the class name cannot be empty",
+                    ));
                 }
                 if out.class.is_some() {
                     return Err(meta.error("duplicate class attribute"));
@@ -70,7 +73,10 @@ pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> Option<FieldRule> {
     let mut out: Option<FieldRule> = None;
     for attr in attrs {
         if attr.path().is_ident("persistent") {
-            cx.error_spanned_by(attr, "#[persistent(...)] goes on the struct, not on a field");
+            cx.error_spanned_by(
+                attr,
+                "#[persistent(...)] goes on the struct, not on a field",
+            );
             continue;
         }
         if !attr.path().is_ident("merge") {
@@ -98,7 +104,10 @@ pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> Option<FieldRule> {
                 return Err(meta.error(format!("unknown merge rule; expected one of: {RULES}")));
             };
             if out.is_some() {
-                return Err(syn::Error::new(span, "a field takes one merge rule; remove the duplicate"));
+                return Err(syn::Error::new(
+                    span,
+                    "a field takes one merge rule; remove the duplicate",
+                ));
             }
             out = Some(FieldRule { rule });
             Ok(())

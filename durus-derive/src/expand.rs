@@ -32,11 +32,15 @@ pub fn persistent(input: &DeriveInput) -> TokenStream {
     let (impl_generics, ty_generics, where_clause) = model.generics.split_for_impl();
     let class = match &model.attrs.class {
         Some(lit) => quote!(#lit),
-        None => quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident))),
+        None => quote!(::core::concat!(
+            ::core::module_path!(),
+            "::",
+            ::core::stringify!(#ident)
+        )),
     };
     let resolution = if model.resolvable() {
         let snapshot = quote_spanned! {ident.span()=>
-            ::durus_core::__private::merge::snapshot(self)
+            <Self as ::durus_core::__private::merge::Snapshot>::snapshot_copy(self)
         };
         quote! {
             const RESOLVABLE: bool = true;
@@ -103,8 +107,8 @@ fn merge_impl(model: &Input<'_>) -> TokenStream {
 fn field_merge(field: &Field<'_>) -> TokenStream {
     let name = field.ident;
     let args = quote!(&ours.#name, &stored.#name, &initial.#name);
-    let m = quote!(::durus_core::__private::merge);
     let span = field.ty.span();
+    let m = quote_spanned!(span=> ::durus_core::__private::merge);
     let call = match field.rule.as_ref().map(|r| &r.rule) {
         None => quote_spanned!(span=> #m::three_way(#args)),
         Some(Rule::Sum) => quote_spanned!(span=> #m::sum(#args)),
@@ -114,7 +118,10 @@ fn field_merge(field: &Field<'_>) -> TokenStream {
         Some(Rule::Max) => quote_spanned!(span=> #m::max(#args)),
         Some(Rule::Min) => quote_spanned!(span=> #m::min(#args)),
         Some(Rule::Nested) => quote_spanned!(span=> #m::nested(#args)),
-        Some(Rule::With(path)) => quote_spanned!(path.span()=> #m::with(#path, #args)),
+        Some(Rule::With(path)) => {
+            let m = quote_spanned!(path.span()=> ::durus_core::__private::merge);
+            quote_spanned!(path.span()=> #m::with(#path, #args))
+        }
     };
     quote! {
         #name: #call.map_err(|e| #m::in_field(::core::stringify!(#name), e))?

@@ -40,7 +40,10 @@ impl EncodeScope {
     /// The oids referenced and the new objects met since the last call.
     pub(super) fn take(&self) -> (Vec<Oid>, Vec<Rc<dyn ErasedObj>>) {
         ENCODING.with(|e| match e.borrow_mut().last_mut() {
-            Some(top) => (std::mem::take(&mut top.refs), std::mem::take(&mut top.found)),
+            Some(top) => (
+                std::mem::take(&mut top.refs),
+                std::mem::take(&mut top.found),
+            ),
             None => (Vec::new(), Vec::new()),
         })
     }

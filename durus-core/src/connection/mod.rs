@@ -19,8 +19,11 @@ use crate::storage::{CommitHandler, Storage};
 use context::{DecodeScope, EncodeScope};
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::rc::{Rc, Weak};
+
+/// At most this many prefetched records wait to be used.
+const MAX_PREFETCHED: usize = 100_000;
 
 /// The default target number of loaded objects in the cache.
 pub const DEFAULT_CACHE_SIZE: usize = 100_000;
@@ -37,6 +40,13 @@ pub(crate) struct ConnInner {
     changed: RefCell<OidMap<Rc<dyn ErasedObj>>>,
     /// State as loaded of changed objects of resolvable types (state0).
     state0: RefCell<OidMap<Box<dyn Any>>>,
+    /// Records fetched ahead of use (see `Storage::prefetch_hint`). Like a
+    /// loaded object, an entry is current as of the last sync: invalidations
+    /// remove it.
+    prefetched: RefCell<OidMap<Vec<u8>>>,
+    /// References of loaded records not prefetched yet, in order: a miss
+    /// on one of them fetches it together with those that follow.
+    ahead: RefCell<VecDeque<Oid>>,
     /// Oids that conflicted; the transaction must be aborted.
     invalid: RefCell<HashSet<Oid>>,
     /// Counts commits and aborts; stamps every access.
@@ -65,6 +75,8 @@ impl Connection {
             cache: RefCell::new(Cache::new(cache_size)),
             changed: RefCell::new(OidMap::default()),
             state0: RefCell::new(OidMap::default()),
+            prefetched: RefCell::new(OidMap::default()),
+            ahead: RefCell::new(VecDeque::new()),
             invalid: RefCell::new(HashSet::new()),
             serial: Cell::new(1),
             loads: Cell::new(0),
@@ -259,6 +271,9 @@ impl ConnInner {
         if self.invalid.borrow().contains(&oid) {
             return Err(Error::NeedsAbort);
         }
+        if let Some(record) = self.take_prefetched(oid) {
+            return Ok(record);
+        }
         let loaded = self.storage.borrow_mut().load(oid);
         match loaded {
             Err(Error::Conflict(_)) => {
@@ -270,9 +285,80 @@ impl ConnInner {
         }
     }
 
+    /// A prefetched record of `oid`. When `oid` waits in `ahead`, it is
+    /// fetched now with the references that follow it, in one bulk load.
+    fn take_prefetched(&self, oid: Oid) -> Option<Vec<u8>> {
+        if let Some(record) = self.prefetched.borrow_mut().remove(&oid) {
+            return Some(record);
+        }
+        let hint = self.storage.borrow().prefetch_hint();
+        let batch: Vec<Oid> = {
+            let mut ahead = self.ahead.borrow_mut();
+            let at = ahead.iter().position(|o| *o == oid)?;
+            ahead.drain(..at);
+            let n = hint.max(1).min(ahead.len());
+            let next: Vec<Oid> = ahead.drain(..n).collect();
+            drop(ahead);
+            self.wanted(next.into_iter(), hint)
+        };
+        self.bulk_fetch(batch);
+        self.prefetched.borrow_mut().remove(&oid)
+    }
+
+    /// Up to `limit` of `oids` that are neither loaded nor fetched yet.
+    fn wanted(&self, oids: impl Iterator<Item = Oid>, limit: usize) -> Vec<Oid> {
+        let cache = self.cache.borrow();
+        let prefetched = self.prefetched.borrow();
+        let invalid = self.invalid.borrow();
+        oids.filter(|oid| {
+            !prefetched.contains_key(oid)
+                && !invalid.contains(oid)
+                && cache
+                    .get(*oid)
+                    .is_none_or(|o| o.hdr().status.get() == Status::Ghost)
+        })
+        .take(limit)
+        .collect()
+    }
+
+    /// Bulk-loads `oids` into `prefetched`. Best effort: on failure they
+    /// are simply loaded one by one later.
+    fn bulk_fetch(&self, oids: Vec<Oid>) {
+        if oids.is_empty() {
+            return;
+        }
+        let Ok(records) = self.storage.borrow_mut().bulk_load(&oids) else {
+            return;
+        };
+        let mut prefetched = self.prefetched.borrow_mut();
+        if prefetched.len() > MAX_PREFETCHED {
+            prefetched.clear();
+        }
+        prefetched.extend(oids.into_iter().zip(records));
+    }
+
+    /// Prefetches what a just-loaded record refers to: the first references
+    /// now, the rest when one of them is first missed.
+    fn prefetch_refs(&self, view: &record::RecordView<'_>) {
+        let hint = self.storage.borrow().prefetch_hint();
+        if hint == 0 {
+            return;
+        }
+        let mut refs = self.wanted(view.ref_oids(), usize::MAX);
+        let rest = refs.split_off(refs.len().min(hint));
+        self.bulk_fetch(refs);
+        if !rest.is_empty() {
+            let mut ahead = self.ahead.borrow_mut();
+            ahead.extend(rest);
+            let excess = ahead.len().saturating_sub(MAX_PREFETCHED);
+            ahead.drain(..excess);
+        }
+    }
+
     /// Sets an object's state from its record and keeps it in the cache.
     fn install(&self, obj: &Rc<dyn ErasedObj>, oid: Oid, record: &[u8]) -> Result<()> {
         let view = record::unpack(record)?;
+        self.prefetch_refs(&view);
         if view.oid != oid {
             return Err(Error::Encoding(crate::error::EncodingError::Decode {
                 oid,
@@ -310,6 +396,7 @@ impl ConnInner {
     /// Durus's `_handle_invalidations`: objects accessed in this transaction
     /// conflict; the others become ghosts. Returns the conflicting oids.
     fn conflicting(&self, oids: &[Oid]) -> Result<Vec<Oid>> {
+        self.forget_prefetched(oids);
         let serial = self.serial();
         let mut conflicts = Vec::new();
         for oid in oids {
@@ -337,8 +424,18 @@ impl ConnInner {
         }
     }
 
+    fn forget_prefetched(&self, oids: &[Oid]) {
+        let mut prefetched = self.prefetched.borrow_mut();
+        if !prefetched.is_empty() {
+            for oid in oids {
+                prefetched.remove(oid);
+            }
+        }
+    }
+
     fn sync(&self) -> Result<()> {
         let invalid = self.storage.borrow_mut().sync()?;
+        self.forget_prefetched(&invalid);
         let mut all: Vec<Oid> = self.invalid.borrow_mut().drain().collect();
         all.extend(invalid);
         for oid in all {
@@ -397,8 +494,11 @@ impl ConnInner {
         let mut new_objects: Vec<Rc<dyn ErasedObj>> = Vec::new();
         self.storage.borrow_mut().begin();
         let written = self.write_objects(&mut queue, &mut stored, &mut new_objects);
+        let mut handler = Resolver {
+            conn: self,
+            merged: Vec::new(),
+        };
         let result = written.and_then(|()| {
-            let mut handler = Resolver { conn: self };
             let durability = self.storage.borrow_mut().end(&mut handler)?;
             durability.wait()
         });
@@ -407,6 +507,11 @@ impl ConnInner {
                 self.detach(obj);
             }
             return Err(e);
+        }
+        self.merges
+            .set(self.merges.get() + handler.merged.len() as u64);
+        for (obj, state) in handler.merged {
+            obj.replace_state(state)?;
         }
         for obj in stored {
             obj.hdr().status.set(Status::Saved);
@@ -467,6 +572,8 @@ impl ConnInner {
 /// The connection's part in a commit: conflict checks and merges.
 struct Resolver<'a> {
     conn: &'a ConnInner,
+    /// Merged states, installed once the commit succeeds.
+    merged: Vec<(Rc<dyn ErasedObj>, Box<dyn Any>)>,
 }
 
 impl CommitHandler for Resolver<'_> {
@@ -506,6 +613,7 @@ impl Resolver<'_> {
         let conn = self.conn;
         let rc = conn.rc()?;
         let mut out = Vec::with_capacity(current.len());
+        let mut merged = Vec::with_capacity(current.len());
         for (oid, rec) in current {
             let view = record::unpack(&rec)?;
             let obj = conn
@@ -521,17 +629,18 @@ impl Resolver<'_> {
                     .ok_or_else(|| Error::write_conflict(vec![oid]))?;
                 let _decode = DecodeScope::enter(rc.clone());
                 let encode = EncodeScope::enter(rc.clone());
-                let data = obj.resolve(view.data, initial.as_ref())?;
+                let (data, state) = obj.resolve(view.data, initial.as_ref())?;
                 let (refs, found) = encode.take();
                 if !found.is_empty() {
                     // A merge cannot bring in objects the transaction did not store.
                     return Err(Error::write_conflict(vec![oid]));
                 }
+                merged.push((obj, state));
                 record::pack(oid, &data, &refs)?
             };
             out.push((oid, data));
         }
-        conn.merges.set(conn.merges.get() + out.len() as u64);
+        self.merged = merged;
         Ok(out)
     }
 }

@@ -7,7 +7,8 @@ impl Connection {
     /// Runs `f` and commits, retrying after an abort when the commit (or a
     /// load inside `f`) conflicts, at most `attempts` times in all.
     ///
-    /// Any other error aborts and is returned at once. The last conflict is
+    /// A pending conflict from before the call (`NeedsAbort`) is retried
+    /// the same way. Any other error aborts and is returned at once. The last conflict is
     /// returned when every attempt conflicted.
     pub fn transaction<R>(
         &self,
@@ -20,7 +21,7 @@ impl Connection {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     self.abort()?;
-                    if !e.is_conflict() {
+                    if !e.is_conflict() && !matches!(e, Error::NeedsAbort) {
                         return Err(e);
                     }
                     last = Some(e);

@@ -18,6 +18,7 @@
 //!
 //! A rule that does not fit a field's type is a compile error on the field.
 
+pub use durus_derive::Merge;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -149,7 +150,11 @@ fn entry<V: PartialEq + Clone>(
 
 impl<K: Ord + Clone, V: PartialEq + Clone> Unionable for BTreeMap<K, V> {
     fn merge_union(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict> {
-        let keys: BTreeSet<&K> = ours.keys().chain(stored.keys()).chain(initial.keys()).collect();
+        let keys: BTreeSet<&K> = ours
+            .keys()
+            .chain(stored.keys())
+            .chain(initial.keys())
+            .collect();
         let mut out = BTreeMap::new();
         for k in keys {
             if let Some(v) = entry(ours.get(k), stored.get(k), initial.get(k))? {
@@ -164,7 +169,11 @@ impl<K: Eq + Hash + Clone, V: PartialEq + Clone, S: BuildHasher + Default> Union
     for HashMap<K, V, S>
 {
     fn merge_union(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict> {
-        let keys: HashSet<&K> = ours.keys().chain(stored.keys()).chain(initial.keys()).collect();
+        let keys: HashSet<&K> = ours
+            .keys()
+            .chain(stored.keys())
+            .chain(initial.keys())
+            .collect();
         let mut out = HashMap::with_capacity_and_hasher(keys.len(), S::default());
         for k in keys {
             if let Some(v) = entry(ours.get(k), stored.get(k), initial.get(k))? {
@@ -223,11 +232,6 @@ impl<T: PartialEq + Clone> ThreeWay for T {
 pub trait Ordered: Ord + Clone {}
 
 impl<T: Ord + Clone> Ordered for T {}
-
-/// `#[derive(Persistent)]` calls this for the snapshot of a resolvable type.
-pub fn snapshot<T: Snapshot>(value: &T) -> T {
-    value.snapshot_copy()
-}
 
 /// The rule of a field with no attribute.
 pub fn three_way<T: ThreeWay>(ours: &T, stored: &T, initial: &T) -> Result<T, MergeConflict> {

@@ -91,9 +91,12 @@ pub(crate) trait ErasedObj: Any {
     /// Drops the state. Fails when the state is borrowed.
     fn ghostify(&self) -> Result<()>;
     fn is_borrowed(&self) -> bool;
-    /// Merges `stored` data into this object's state, given its snapshot;
-    /// returns the merged data. The object's state becomes the merged one.
-    fn resolve(&self, stored: &[u8], initial: &dyn Any) -> Result<Vec<u8>>;
+    /// Merges `stored` data with this object's state, given its snapshot.
+    /// Returns the merged data and the merged state, which `replace_state`
+    /// installs once the commit succeeds; the object is not changed here.
+    fn resolve(&self, stored: &[u8], initial: &dyn Any) -> Result<(Vec<u8>, Box<dyn Any>)>;
+    /// Installs a state returned by `resolve`.
+    fn replace_state(&self, state: Box<dyn Any>) -> Result<()>;
 }
 
 impl<T: Persistent> ErasedObj for Slot<T> {
@@ -141,17 +144,29 @@ impl<T: Persistent> ErasedObj for Slot<T> {
         self.state.try_borrow_mut().is_err()
     }
 
-    fn resolve(&self, stored: &[u8], initial: &dyn Any) -> Result<Vec<u8>> {
+    fn resolve(&self, stored: &[u8], initial: &dyn Any) -> Result<(Vec<u8>, Box<dyn Any>)> {
         let oid = self.hdr.oid.get();
         let conflict = || Error::write_conflict(oid.into_iter().collect());
         let initial = initial.downcast_ref::<T>().ok_or_else(conflict)?;
         let stored: T = crate::encoding::decode(oid.unwrap_or_default(), T::CLASS_NAME, stored)?;
-        let mut state = self.state.try_borrow_mut().map_err(|_| Error::Borrowed(oid))?;
+        let state = self.state.try_borrow().map_err(|_| Error::Borrowed(oid))?;
         let ours = state.as_ref().ok_or_else(conflict)?;
         let merged = T::resolve(ours, &stored, initial).map_err(|_| conflict())?;
         let data = crate::encoding::encode(oid, T::CLASS_NAME, &merged)?;
-        *state = Some(merged);
-        Ok(data)
+        Ok((data, Box::new(merged)))
+    }
+
+    fn replace_state(&self, merged: Box<dyn Any>) -> Result<()> {
+        let oid = self.hdr.oid.get();
+        let merged = merged
+            .downcast::<T>()
+            .map_err(|_| Error::write_conflict(oid.into_iter().collect()))?;
+        let mut state = self
+            .state
+            .try_borrow_mut()
+            .map_err(|_| Error::Borrowed(oid))?;
+        *state = Some(*merged);
+        Ok(())
     }
 }
 
@@ -211,7 +226,8 @@ impl<T: Persistent> PRef<T> {
         let conn = hdr.conn.borrow().upgrade();
         let Some(conn) = conn else {
             return match hdr.status.get() {
-                Status::Ghost => Err(Error::WrongConnection(hdr.oid.get())),
+                // Its connection was dropped.
+                Status::Ghost => Err(Error::Storage(crate::error::StorageError::Closed)),
                 _ => Ok(()),
             };
         };
@@ -226,7 +242,11 @@ impl<T: Persistent> PRef<T> {
     pub fn read(&self) -> Result<Ref<'_, T>> {
         self.access()?;
         let oid = self.oid();
-        let state = self.0.state.try_borrow().map_err(|_| Error::Borrowed(oid))?;
+        let state = self
+            .0
+            .state
+            .try_borrow()
+            .map_err(|_| Error::Borrowed(oid))?;
         Ref::filter_map(state, Option::as_ref).map_err(|_| Error::WrongConnection(oid))
     }
 
@@ -242,7 +262,10 @@ impl<T: Persistent> PRef<T> {
         if self.0.hdr.status.get() == Status::Saved {
             if let Some(conn) = self.0.hdr.conn.borrow().upgrade() {
                 let snapshot = state.as_ref().and_then(|s| s.snapshot());
-                conn.note_change(self.0.clone(), snapshot.map(|s| Box::new(s) as Box<dyn Any>));
+                conn.note_change(
+                    self.0.clone(),
+                    snapshot.map(|s| Box::new(s) as Box<dyn Any>),
+                );
             }
             self.0.hdr.status.set(Status::Unsaved);
         }

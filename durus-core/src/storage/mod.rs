@@ -29,6 +29,13 @@ pub trait Storage: Send {
         oids.iter().map(|oid| self.load(*oid)).collect()
     }
 
+    /// How many of the records a loaded record refers to the connection
+    /// should fetch with it, in one `bulk_load` (0: none). Remote storages
+    /// answer more than 0: a round trip costs more than a record.
+    fn prefetch_hint(&self) -> usize {
+        0
+    }
+
     /// An oid that no stored or reserved object uses.
     fn new_oid(&mut self) -> Result<Oid>;
 

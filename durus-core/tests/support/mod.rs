@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod conformance;
+
 /// The Python interpreter of a virtual environment with `durus==4.3`.
 ///
 /// `DURUS_PYTHON` names one; otherwise `.venv` at the workspace root is

@@ -1,0 +1,8 @@
+use durus_core::Persistent;
+
+#[derive(Persistent)]
+struct Account {
+    balance: i64,
+}
+
+fn main() {}

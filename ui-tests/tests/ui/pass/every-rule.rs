@@ -1,0 +1,59 @@
+use durus_core::{MergeConflict, PRef, Persistent};
+use durus_core::persistent::merge::Merge;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+#[derive(Merge, Serialize, Deserialize, Clone, PartialEq, Default)]
+struct Stats {
+    #[merge(sum)]
+    hits: u64,
+    #[merge(max)]
+    last: u64,
+}
+
+fn concat(ours: &String, stored: &String, _initial: &String) -> Result<String, MergeConflict> {
+    Ok(format!("{ours}{stored}"))
+}
+
+#[derive(Persistent, Serialize, Deserialize, Clone, PartialEq, Default)]
+#[persistent(class = "ui.Everything")]
+struct Everything {
+    #[merge(sum)]
+    count: i32,
+    #[merge(sum)]
+    weight: f64,
+    #[merge(union)]
+    tags: BTreeSet<String>,
+    #[merge(union)]
+    seen: HashSet<u32>,
+    #[merge(union)]
+    scores: BTreeMap<String, i64>,
+    #[merge(union)]
+    index: HashMap<String, String>,
+    #[merge(ours)]
+    editor: String,
+    #[merge(theirs)]
+    server_note: String,
+    #[merge(max)]
+    high: i64,
+    #[merge(min)]
+    low: i64,
+    #[merge(nested)]
+    stats: Stats,
+    #[merge(with = concat)]
+    log: String,
+    title: String,
+    child: Option<PRef<Plain>>,
+}
+
+#[derive(Persistent, Serialize, Deserialize)]
+struct Plain {
+    name: String,
+}
+
+fn main() {
+    assert!(<Everything as Persistent>::RESOLVABLE);
+    assert!(!<Plain as Persistent>::RESOLVABLE);
+    assert_eq!(<Everything as Persistent>::CLASS_NAME, "ui.Everything");
+    assert!(<Plain as Persistent>::CLASS_NAME.ends_with("::Plain"));
+}
