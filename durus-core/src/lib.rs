@@ -43,6 +43,7 @@ pub mod protocol;
 pub mod record;
 pub mod server;
 pub mod storage;
+pub mod tools;
 
 pub use connection::Connection;
 pub use durus_derive::Persistent;
