@@ -31,6 +31,7 @@
     deny(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)
 )]
 
+pub mod bench;
 mod cache;
 pub mod connection;
 pub mod encoding;
@@ -57,4 +58,5 @@ pub use storage::{ClientStorage, MemoryStorage, Storage};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::persistent::merge;
+    pub use serde;
 }

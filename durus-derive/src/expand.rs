@@ -29,7 +29,8 @@ pub fn persistent(input: &DeriveInput) -> TokenStream {
         Err(errors) => return errors,
     };
     let ident = model.ident;
-    let (impl_generics, ty_generics, where_clause) = model.generics.split_for_impl();
+    let generics = with_serde_bounds(model.generics, ident);
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let class = match &model.attrs.class {
         Some(lit) => quote!(#lit),
         None => quote!(::core::concat!(
@@ -74,6 +75,24 @@ pub fn persistent(input: &DeriveInput) -> TokenStream {
             #merge_impl
         };
     }
+}
+
+/// A generic type is `Persistent` where it can be serialized: the bound
+/// goes on the impl so that users need not repeat serde's bounds.
+fn with_serde_bounds(generics: &syn::Generics, ident: &syn::Ident) -> syn::Generics {
+    let mut generics = generics.clone();
+    if generics.params.is_empty() {
+        return generics;
+    }
+    let (_, ty_generics, _) = generics.split_for_impl();
+    let ty_generics = quote!(#ty_generics);
+    let predicate: syn::WherePredicate = syn::parse_quote! {
+        #ident #ty_generics: ::durus_core::__private::serde::Serialize
+            + ::durus_core::__private::serde::de::DeserializeOwned
+            + 'static
+    };
+    generics.make_where_clause().predicates.push(predicate);
+    generics
 }
 
 /// `#[derive(Merge)]`.

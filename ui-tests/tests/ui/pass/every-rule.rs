@@ -57,3 +57,15 @@ fn main() {
     assert_eq!(<Everything as Persistent>::CLASS_NAME, "ui.Everything");
     assert!(<Plain as Persistent>::CLASS_NAME.ends_with("::Plain"));
 }
+
+#[derive(Persistent, Serialize, Deserialize)]
+struct Wrapper<T> {
+    value: T,
+}
+
+#[allow(dead_code)]
+fn generic_types_are_persistent_when_serializable() {
+    fn needs<P: Persistent>() {}
+    needs::<Wrapper<String>>();
+    needs::<Wrapper<Vec<u8>>>();
+}
