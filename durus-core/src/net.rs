@@ -235,9 +235,7 @@ impl Listener {
     /// An address that reaches this listener from this host (to wake `accept`).
     pub fn wake_address(&self) -> Result<Address> {
         match self.local_address()? {
-            Address::Tcp { host, port } if host == "0.0.0.0" => {
-                Ok(Address::tcp("127.0.0.1", port))
-            }
+            Address::Tcp { host, port } if host == "0.0.0.0" => Ok(Address::tcp("127.0.0.1", port)),
             Address::Tcp { host, port } if host == "::" => Ok(Address::tcp("::1", port)),
             other => Ok(other),
         }
@@ -264,7 +262,8 @@ fn bind_unix(path: &Path) -> Result<UnixListener> {
             }
             std::fs::remove_file(path)
                 .map_err(|e| Error::io(format!("remove stale socket {}", path.display()), e))?;
-            UnixListener::bind(path).map_err(|e| Error::io(format!("listen on {}", path.display()), e))
+            UnixListener::bind(path)
+                .map_err(|e| Error::io(format!("listen on {}", path.display()), e))
         }
         Err(e) => Err(Error::io(format!("listen on {}", path.display()), e)),
     }
@@ -321,7 +320,10 @@ mod tests {
 
     #[test]
     fn parses_addresses() {
-        assert_eq!(Address::parse("127.0.0.1:2972").unwrap(), Address::tcp("127.0.0.1", 2972));
+        assert_eq!(
+            Address::parse("127.0.0.1:2972").unwrap(),
+            Address::tcp("127.0.0.1", 2972)
+        );
         assert_eq!(Address::parse("[::1]:5").unwrap(), Address::tcp("::1", 5));
         assert_eq!(
             Address::parse("/tmp/durus.sock").unwrap(),

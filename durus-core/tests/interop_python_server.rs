@@ -177,10 +177,7 @@ fn concurrent_python_clients_lose_nothing() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    let out = support::run_python(
-        CHECK,
-        &[&port, &clients.to_string(), &rounds.to_string()],
-    );
+    let out = support::run_python(CHECK, &[&port, &clients.to_string(), &rounds.to_string()]);
     assert_eq!(out.trim(), "ok");
     assert!(server.stop());
 }

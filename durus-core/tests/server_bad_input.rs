@@ -42,7 +42,8 @@ fn assert_intact(server: &InProcess) {
 
 fn raw(server: &InProcess) -> TcpStream {
     let s = TcpStream::connect(server.addr()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     (&s).write_all(b"V\x00\x00\x00\x01").expect("version");
     let mut v = [0u8; 4];
     (&s).read_exact(&mut v).expect("version reply");
@@ -83,7 +84,8 @@ fn unknown_command_byte_closes_the_session() {
 fn wrong_protocol_version_closes_the_session() {
     let server = server_with_data();
     let s = TcpStream::connect(server.addr()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     (&s).write_all(b"V\x00\x00\x00\x09").expect("write");
     let mut v = [0u8; 4];
     (&s).read_exact(&mut v).expect("server says its version");
@@ -211,7 +213,10 @@ fn client_stalled_mid_commit_is_dropped_and_others_commit() {
     let start = Instant::now();
     assert_intact(&server);
     let waited = start.elapsed();
-    assert!(waited < TIMEOUT + Duration::from_secs(2), "waited {waited:?}");
+    assert!(
+        waited < TIMEOUT + Duration::from_secs(2),
+        "waited {waited:?}"
+    );
     assert!(closed_by_server(&staller), "the staller was dropped");
 }
 

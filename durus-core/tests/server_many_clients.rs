@@ -34,7 +34,8 @@ fn a_thousand_connections_are_served() {
     let mut clients = Vec::with_capacity(1000);
     for _ in 0..1000 {
         let s = TcpStream::connect(server.addr()).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
         clients.push(s);
     }
     // Every client asks for a new oid (pipelined: all requests, then all replies).
@@ -104,5 +105,8 @@ fn stop_with_clients_connected_ends_sessions_and_serve() {
     assert!(start.elapsed() < Duration::from_secs(5));
     assert_eq!(server.handle().connections(), 0);
     drop(idle);
-    assert!(Connection::connect(&server.addr()).is_err(), "no longer listening");
+    assert!(
+        Connection::connect(&server.addr()).is_err(),
+        "no longer listening"
+    );
 }

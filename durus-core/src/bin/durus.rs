@@ -196,7 +196,8 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
         }
         Command::Referrers { oid, target } => {
             let mut storage = tools::open_storage(&target.target(), FsyncPolicy::Always)?;
-            let found = tools::referrers(storage.as_mut(), Oid(oid), &mut Progress::new("objects"))?;
+            let found =
+                tools::referrers(storage.as_mut(), Oid(oid), &mut Progress::new("objects"))?;
             for r in found {
                 println!("{r}");
             }

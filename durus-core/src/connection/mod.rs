@@ -65,7 +65,9 @@ impl Connection {
     /// A connection to a storage server at `address` (`host:port` or a
     /// Unix-domain socket path), with the default cache size.
     pub fn connect(address: &str) -> Result<Connection> {
-        Ok(Connection::new(crate::storage::ClientStorage::connect(address)?))
+        Ok(Connection::new(crate::storage::ClientStorage::connect(
+            address,
+        )?))
     }
 
     /// A connection over a boxed storage with a cache of `cache_size` objects.

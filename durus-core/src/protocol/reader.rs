@@ -117,7 +117,10 @@ impl<R: Read> FrameReader<R> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
-                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
                 {
                     if frame_deadline.is_none() {
                         return Err(ReadError::Idle);
@@ -187,8 +190,14 @@ mod tests {
             r.read_frame(LoadResponse::decode, None).unwrap(),
             LoadResponse::Okay(vec![7; 100])
         );
-        assert_eq!(r.read_frame(LoadResponse::decode, None).unwrap(), LoadResponse::KeyError);
-        assert!(matches!(r.read_frame(LoadResponse::decode, None), Err(ReadError::Closed)));
+        assert_eq!(
+            r.read_frame(LoadResponse::decode, None).unwrap(),
+            LoadResponse::KeyError
+        );
+        assert!(matches!(
+            r.read_frame(LoadResponse::decode, None),
+            Err(ReadError::Closed)
+        ));
     }
 
     #[test]
@@ -199,6 +208,9 @@ mod tests {
             Err(ReadError::Truncated { have: 3 })
         ));
         let mut r = FrameReader::new(&b"B\xff\xff\xff\xff"[..], None);
-        assert!(matches!(r.read_frame(Request::decode, None), Err(ReadError::Malformed(_))));
+        assert!(matches!(
+            r.read_frame(Request::decode, None),
+            Err(ReadError::Malformed(_))
+        ));
     }
 }

@@ -144,7 +144,10 @@ mod tests {
             Decoded::Frame(LoadResponse::Okay(b"abc".to_vec()), 8)
         );
         assert_eq!(LoadResponse::decode(&out[..5]), Decoded::Need(8));
-        assert_eq!(LoadResponse::decode(b"K"), Decoded::Frame(LoadResponse::KeyError, 1));
+        assert_eq!(
+            LoadResponse::decode(b"K"),
+            Decoded::Frame(LoadResponse::KeyError, 1)
+        );
         assert!(matches!(LoadResponse::decode(b"Z"), Decoded::Malformed(_)));
         assert!(matches!(
             LoadResponse::decode(b"O\xff\xff\xff\xff"),

@@ -139,8 +139,12 @@ impl Request {
                 version: take!(c.u32()),
             }),
             b'N' => Request::NewOid(NewOidRequest),
-            b'M' => Request::NewOids(NewOidsRequest { count: take!(c.u8()) }),
-            b'L' => Request::Load(LoadRequest { oid: take!(c.oid()) }),
+            b'M' => Request::NewOids(NewOidsRequest {
+                count: take!(c.u8()),
+            }),
+            b'L' => Request::Load(LoadRequest {
+                oid: take!(c.oid()),
+            }),
             b'B' => {
                 let count = take!(c.u32()) as usize;
                 if count > MAX_BULK_OIDS {
@@ -280,7 +284,8 @@ fn split_transaction(data: &[u8]) -> Result<Vec<(Oid, Vec<u8>)>, String> {
         }
         let oid = c.oid::<()>().map_err(truncated)?;
         let rec = c.bytes::<()>(n - 8).map_err(truncated)?;
-        let view = record::unpack(rec).map_err(|e| format!("transaction record for oid {oid}: {e}"))?;
+        let view =
+            record::unpack(rec).map_err(|e| format!("transaction record for oid {oid}: {e}"))?;
         if view.oid != oid {
             return Err(format!(
                 "transaction names oid {oid} for a record of oid {}",
@@ -324,7 +329,10 @@ mod tests {
         Request::Version(VersionRequest { version: 1 }).encode(&mut out);
         assert_eq!(out, b"V\x00\x00\x00\x01");
         out.clear();
-        Request::BulkLoad(BulkLoadRequest { oids: vec![Oid(258)] }).encode(&mut out);
+        Request::BulkLoad(BulkLoadRequest {
+            oids: vec![Oid(258)],
+        })
+        .encode(&mut out);
         assert_eq!(out, b"B\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01\x02");
     }
 
@@ -354,7 +362,10 @@ mod tests {
         ] {
             let mut out = Vec::new();
             a.encode(&mut out);
-            assert_eq!(CommitAnswer::decode(&out), Decoded::Frame(a.clone(), out.len()));
+            assert_eq!(
+                CommitAnswer::decode(&out),
+                Decoded::Frame(a.clone(), out.len())
+            );
         }
         // A record under the wrong oid, and an entry shorter than an oid.
         let mut out = Vec::new();

@@ -6,8 +6,8 @@ use crate::error::Error;
 use crate::hub::{CommitExchange, Session};
 use crate::net::Stream;
 use crate::protocol::{
-    encode_oid_list, CommitAnswer, FrameReader, LoadResponse, ReadError, Request,
-    PROTOCOL_VERSION, STATUS_INVALID, STATUS_OKAY,
+    encode_oid_list, CommitAnswer, FrameReader, LoadResponse, ReadError, Request, PROTOCOL_VERSION,
+    STATUS_INVALID, STATUS_OKAY,
 };
 use std::io::Write;
 use std::sync::Arc;
@@ -109,12 +109,17 @@ impl Client<'_> {
             }
             Request::Pack(_) => {
                 let shared = self.shared;
-                if shared.packing.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                if shared
+                    .packing
+                    .swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
                     debug!("pack asked for while one runs");
                 } else {
                     info!("pack asked for by a client");
                     let ok = shared.pack();
-                    shared.packing.store(false, std::sync::atomic::Ordering::SeqCst);
+                    shared
+                        .packing
+                        .store(false, std::sync::atomic::Ordering::SeqCst);
                     if !ok {
                         return Err(End::Bad("pack failed".into()));
                     }
@@ -173,7 +178,11 @@ impl Client<'_> {
                         "commit exchange took over {timeout:?}; commit dropped"
                     )));
                 }
-                Err(e) => return Err(End::Bad(format!("in a commit exchange: {e}; commit dropped"))),
+                Err(e) => {
+                    return Err(End::Bad(format!(
+                        "in a commit exchange: {e}; commit dropped"
+                    )))
+                }
             }
         };
         if records.is_empty() {
@@ -198,7 +207,10 @@ impl Client<'_> {
 }
 
 /// Commits, releases the commit, then waits until the commit is durable.
-fn commit_records(exchange: CommitExchange<'_>, records: Vec<(crate::Oid, Vec<u8>)>) -> crate::Result<()> {
+fn commit_records(
+    exchange: CommitExchange<'_>,
+    records: Vec<(crate::Oid, Vec<u8>)>,
+) -> crate::Result<()> {
     let durability = exchange.commit(records)?;
     durability.wait()
 }

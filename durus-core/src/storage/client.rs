@@ -8,13 +8,17 @@ use crate::oid::Oid;
 use crate::protocol::{
     decode_fixed_oids, decode_oid_list, decode_status, decode_version, BulkLoadRequest,
     CommitAnswer, CommitRequest, FrameReader, LoadRequest, LoadResponse, NewOidsRequest,
-    PackRequest, ReadError, Request, SyncRequest, VersionRequest, MAX_BULK_OIDS, MAX_OID_LIST,
-    PROTOCOL_VERSION, STATUS_INVALID, STATUS_OKAY, CLOSE_BYTE,
+    PackRequest, ReadError, Request, SyncRequest, VersionRequest, CLOSE_BYTE, MAX_BULK_OIDS,
+    MAX_OID_LIST, PROTOCOL_VERSION, STATUS_INVALID, STATUS_OKAY,
 };
 use std::io::Write;
 
 /// How many oids are reserved per `M` request (as Durus's client).
 const OID_BATCH: u8 = 32;
+
+/// How many referenced records a load brings along in one bulk load: a
+/// round trip costs far more than a record on loopback.
+const PREFETCH: usize = 64;
 
 /// A storage on a server. One client session; not shared between threads.
 pub struct ClientStorage {
@@ -154,6 +158,10 @@ impl Storage for ClientStorage {
             .into_iter()
             .map(|(oid, reply)| load_result(oid, reply))
             .collect()
+    }
+
+    fn prefetch_hint(&self) -> usize {
+        PREFETCH
     }
 
     fn new_oid(&mut self) -> Result<Oid> {

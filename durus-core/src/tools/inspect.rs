@@ -78,8 +78,8 @@ pub fn census(storage: &mut dyn Storage, progress: &mut Progress) -> Result<Vec<
     let mut by_class: HashMap<String, (u64, u64)> = HashMap::new();
     traverse(storage, progress, |oid, rec| {
         let view = record::unpack(rec)?;
-        let class = encoding::class_name(oid, view.data)
-            .unwrap_or_else(|_| "(undecodable)".to_string());
+        let class =
+            encoding::class_name(oid, view.data).unwrap_or_else(|_| "(undecodable)".to_string());
         let entry = by_class.entry(class).or_default();
         entry.0 += 1;
         entry.1 += rec.len() as u64;
@@ -98,7 +98,11 @@ pub fn census(storage: &mut dyn Storage, progress: &mut Progress) -> Result<Vec<
 }
 
 /// The reachable objects that refer to `target`, in oid order.
-pub fn referrers(storage: &mut dyn Storage, target: Oid, progress: &mut Progress) -> Result<Vec<Oid>> {
+pub fn referrers(
+    storage: &mut dyn Storage,
+    target: Oid,
+    progress: &mut Progress,
+) -> Result<Vec<Oid>> {
     let mut out = Vec::new();
     traverse(storage, progress, |oid, rec| {
         if record::unpack(rec)?.ref_oids().any(|r| r == target) {
@@ -115,6 +119,9 @@ pub fn show(storage: &mut dyn Storage, oid: Oid) -> Result<String> {
     let rec = storage.load(oid)?;
     let value = record_json(&rec)?;
     serde_json::to_string_pretty(&value).map_err(|e| {
-        Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+        Error::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.to_string(),
+        ))
     })
 }

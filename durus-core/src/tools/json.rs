@@ -21,12 +21,11 @@ pub fn record_json(rec: &[u8]) -> Result<Value> {
     match encoding::split(view.oid, view.data) {
         Ok((class, state)) => {
             let mut reader = state;
-            let cbor: Cbor = ciborium::from_reader(&mut reader).map_err(|e| {
-                EncodingError::Decode {
+            let cbor: Cbor =
+                ciborium::from_reader(&mut reader).map_err(|e| EncodingError::Decode {
                     oid: view.oid,
                     message: e.to_string(),
-                }
-            })?;
+                })?;
             Ok(json!({
                 "oid": view.oid.0,
                 "class": class,

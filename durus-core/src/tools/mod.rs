@@ -101,7 +101,10 @@ pub fn stop(address: &Address, wait: Duration) -> Result<bool> {
     }
     Err(Error::io(
         format!("stop {address}"),
-        std::io::Error::new(std::io::ErrorKind::TimedOut, "server still accepting connections"),
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "server still accepting connections",
+        ),
     ))
 }
 
