@@ -110,3 +110,28 @@ fn stop_with_clients_connected_ends_sessions_and_serve() {
         "no longer listening"
     );
 }
+
+#[derive(Persistent, Serialize, Deserialize, Default)]
+#[persistent(class = "many.Holder")]
+struct Holder {
+    kept: Option<PRef<Root>>,
+}
+
+#[test]
+fn background_pack_runs_after_gcbytes_committed() {
+    use durus_core::Storage;
+    let server = InProcess::with_config(|c| c.gcbytes = 1);
+    let conn = Connection::connect(&server.addr()).expect("connect");
+    let root: PRef<Holder> = conn.root().expect("root");
+    let garbage = PRef::new(Root { n: 9 });
+    root.write().expect("write").kept = Some(garbage.clone());
+    conn.commit().expect("commit");
+    let oid = garbage.oid().expect("oid");
+    root.write().expect("write").kept = None;
+    conn.commit().expect("commit");
+    let mut probe = server.hub.storage();
+    wait_until("the background pack", Duration::from_secs(10), || {
+        let _ = probe.sync();
+        matches!(probe.load(oid), Err(durus_core::Error::NotFound(_)))
+    });
+}
