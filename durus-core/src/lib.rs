@@ -38,10 +38,14 @@ pub mod connection;
 pub mod encoding;
 pub mod error;
 pub mod hub;
+pub mod net;
 pub mod oid;
 pub mod persistent;
+pub mod protocol;
 pub mod record;
+pub mod server;
 pub mod storage;
+pub mod tools;
 
 pub use collections::{BTree, PersistentDict, PersistentList, PersistentSet};
 pub use connection::Connection;
@@ -50,7 +54,7 @@ pub use error::{ConflictError, ConflictKind, Error, Result};
 pub use hub::Hub;
 pub use oid::Oid;
 pub use persistent::{MergeConflict, PRef, Persistent, Status};
-pub use storage::{MemoryStorage, Storage};
+pub use storage::{ClientStorage, MemoryStorage, Storage};
 
 /// Paths used by the code `#[derive(Persistent)]` generates. Not public API.
 #[doc(hidden)]

@@ -62,6 +62,14 @@ impl Connection {
         Connection::with_cache_size(Box::new(storage), DEFAULT_CACHE_SIZE)
     }
 
+    /// A connection to a storage server at `address` (`host:port` or a
+    /// Unix-domain socket path), with the default cache size.
+    pub fn connect(address: &str) -> Result<Connection> {
+        Ok(Connection::new(crate::storage::ClientStorage::connect(
+            address,
+        )?))
+    }
+
     /// A connection over a boxed storage with a cache of `cache_size` objects.
     pub fn with_cache_size(storage: Box<dyn Storage>, cache_size: usize) -> Connection {
         let inner = Rc::new_cyclic(|this| ConnInner {

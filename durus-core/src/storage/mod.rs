@@ -5,8 +5,10 @@
 //! the oids other clients committed, and the connection decides, through a
 //! [`CommitHandler`], whether that is a conflict or can be resolved.
 
+mod client;
 mod memory;
 
+pub use client::ClientStorage;
 pub use memory::MemoryStorage;
 
 use crate::error::Result;
