@@ -112,7 +112,7 @@ fn main() -> Result<()> {
             parent: parent.clone(),
         });
         tree.insert(i, item)?;
-        if (i + 1) % batch == 0 {
+        if (i + 1).is_multiple_of(batch) {
             conn.commit()?;
         }
     }

@@ -364,9 +364,11 @@ enum Probe<K: Key, V: Value> {
 
 /// Looks `key` up in one node, checking the node's shape. The borrow ends
 /// before the caller loads the child.
-fn probe<K: Key, V: Value, Q: Ord + ?Sized>(node: &NodeRef<K, V>, key: &Q) -> Result<Probe<K, V>>
+fn probe<K, V, Q>(node: &NodeRef<K, V>, key: &Q) -> Result<Probe<K, V>>
 where
-    K: Borrow<Q>,
+    K: Key + Borrow<Q>,
+    V: Value,
+    Q: Ord + ?Sized,
 {
     let n = node.read()?;
     check_shape(node, &n)?;
@@ -562,13 +564,11 @@ fn extreme<K: Key, V: Value>(node: &NodeRef<K, V>, last: bool) -> Result<Option<
 
 /// Removes `key` from the subtree under `node`, which has at least
 /// `MIN_DEGREE` entries unless it is the root (Durus's `BNode.delete`).
-fn remove_in<K: Key, V: Value, Q: Ord + ?Sized>(
-    node: &NodeRef<K, V>,
-    key: &Q,
-    depth: usize,
-) -> Result<Option<(K, V)>>
+fn remove_in<K, V, Q>(node: &NodeRef<K, V>, key: &Q, depth: usize) -> Result<Option<(K, V)>>
 where
-    K: Borrow<Q>,
+    K: Key + Borrow<Q>,
+    V: Value,
+    Q: Ord + ?Sized,
 {
     if depth > MAX_DEPTH {
         return Err(too_deep(node));
