@@ -239,6 +239,23 @@ impl<K: Key, V: Value> Default for BTreeState<K, V> {
     }
 }
 
+impl<K: Key, V: Value> BTreeState<K, V> {
+    /// The root node.
+    pub fn root(&self) -> &PRef<BNode<K, V>> {
+        &self.root
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when the tree has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 impl<K: Key, V: Value> Persistent for BTreeState<K, V> {
     const CLASS_NAME: &'static str = "durus_core::collections::BTree";
     const RESOLVABLE: bool = true;
@@ -1036,6 +1053,9 @@ impl<K: Key, V: Value> Cursor<K, V> {
         let Some(mut node) = self.pending.take() else {
             return Ok(());
         };
+        if self.stack.len() > MAX_DEPTH {
+            return Err(too_deep(&node));
+        }
         for _ in 0..MAX_DEPTH {
             let (pos, down) = {
                 let n = node.read()?;
