@@ -86,9 +86,8 @@ fn broken_nodes_are_errors() -> Result<()> {
     assert!(is_data_error(tree.first()));
     assert!(is_data_error(tree.depth()));
     assert!(is_data_error(tree.verify()));
-    let mut it = tree.iter();
     let mut steps = 0;
-    while let Some(entry) = it.next() {
+    for entry in tree.iter() {
         steps += 1;
         if entry.is_err() || steps > 10_000 {
             break;
