@@ -798,6 +798,31 @@ impl<K: Key, V: Value> BTree<K, V> {
         Ok(removed.map(|(_, v)| v))
     }
 
+    /// Inserts every entry of `entries`, in order.
+    pub fn extend(&self, entries: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        for (k, v) in entries {
+            self.insert(k, v)?;
+        }
+        Ok(())
+    }
+
+    /// Removes and returns the entry with the smallest key.
+    pub fn pop_first(&self) -> Result<Option<(K, V)>> {
+        self.pop(false)
+    }
+
+    /// Removes and returns the entry with the largest key.
+    pub fn pop_last(&self) -> Result<Option<(K, V)>> {
+        self.pop(true)
+    }
+
+    fn pop(&self, last: bool) -> Result<Option<(K, V)>> {
+        let Some((k, _)) = extreme(&self.root()?, last)? else {
+            return Ok(None);
+        };
+        Ok(self.remove(&k)?.map(|v| (k, v)))
+    }
+
     /// Removes every entry (the tree gets a new, empty root).
     pub fn clear(&self) -> Result<()> {
         let mut state = self.state.write()?;
@@ -1298,6 +1323,13 @@ mod tests {
         assert_eq!(tree.depth()?, 1);
         assert_eq!(tree.first()?, Some((3980, 1990)));
         assert_eq!(tree.last()?, Some((3998, 1999)));
+        assert_eq!(tree.pop_first()?, Some((3980, 1990)));
+        assert_eq!(tree.pop_last()?, Some((3998, 1999)));
+        tree.extend((0..100).map(|k| (k, k)))?;
+        assert_eq!(tree.len()?, 108);
+        tree.verify()?;
+        tree.clear()?;
+        assert_eq!((tree.len()?, tree.pop_first()?), (0, None));
         Ok(())
     }
 
