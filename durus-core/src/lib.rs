@@ -48,7 +48,7 @@ pub use error::{ConflictError, ConflictKind, Error, Result};
 pub use hub::Hub;
 pub use oid::Oid;
 pub use persistent::{MergeConflict, PRef, Persistent, Status};
-pub use storage::{MemoryStorage, Storage};
+pub use storage::{FileOptions, FileStorage, FsyncPolicy, MemoryStorage, Storage};
 
 /// Paths used by the code `#[derive(Persistent)]` generates. Not public API.
 #[doc(hidden)]
