@@ -29,7 +29,7 @@ pub trait FileIo: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
 
     /// The current length of the file.
-    fn len(&self) -> io::Result<u64>;
+    fn file_len(&self) -> io::Result<u64>;
 
     /// Fills `buf` from `offset`; fails with `UnexpectedEof` when the file
     /// ends first.
@@ -93,7 +93,7 @@ impl FileIo for StdFileIo {
         self.file.set_len(len)
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn file_len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
 }
@@ -138,8 +138,7 @@ impl<'a> ScanReader<'a> {
             self.io.read_exact_at(out, offset)?;
             return Ok(true);
         }
-        let inside = offset >= self.buf_at
-            && offset + want <= self.buf_at + self.filled as u64;
+        let inside = offset >= self.buf_at && offset + want <= self.buf_at + self.filled as u64;
         if !inside {
             let len = (self.end - offset).min(SCAN_BUFFER as u64) as usize;
             self.buf.resize(len, 0);

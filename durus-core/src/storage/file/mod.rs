@@ -134,8 +134,15 @@ pub(crate) struct Shelf {
 
 impl Shelf {
     /// Reads a file's structure: the map's header and the transactions after it.
-    fn read(io: Arc<dyn FileIo>, repair: bool, writable: bool, poison: &Arc<Poison>) -> Result<(Shelf, Option<Cut>)> {
-        let len = io.len().map_err(|e| io_err("reading the file length", e))?;
+    fn read(
+        io: Arc<dyn FileIo>,
+        repair: bool,
+        writable: bool,
+        poison: &Arc<Poison>,
+    ) -> Result<(Shelf, Option<Cut>)> {
+        let len = io
+            .file_len()
+            .map_err(|e| io_err("reading the file length", e))?;
         let map = shelf::read_head(io.as_ref(), len)?;
         let scan = shelf::scan_transactions(io.as_ref(), map.end(), len, |_, _| Ok(()))?;
         let mut cut = None;
@@ -150,7 +157,9 @@ impl Shelf {
             if writable {
                 io.set_len(offset)
                     .and_then(|()| io.sync(false))
-                    .map_err(|e| io_err(format!("truncating the torn tail at offset {offset}"), e))?;
+                    .map_err(|e| {
+                        io_err(format!("truncating the torn tail at offset {offset}"), e)
+                    })?;
             }
             cut = Some(Cut {
                 offset,
@@ -186,7 +195,12 @@ impl Shelf {
 
     /// One past the largest oid that can have a record.
     fn oid_limit(&self) -> u64 {
-        let top = self.index.keys().map(|o| o.0.saturating_add(1)).max().unwrap_or(0);
+        let top = self
+            .index
+            .keys()
+            .map(|o| o.0.saturating_add(1))
+            .max()
+            .unwrap_or(0);
         top.max(self.map.words)
     }
 
@@ -350,11 +364,15 @@ impl FileStorage {
     pub fn records(&self) -> Result<impl Iterator<Item = Result<(Oid, Vec<u8>)>> + '_> {
         let shelf = self.shelf()?;
         let oids = self.oids()?;
-        Ok(oids.into_iter().map(move |oid| shelf.load(oid).map(|r| (oid, r))))
+        Ok(oids
+            .into_iter()
+            .map(move |oid| shelf.load(oid).map(|r| (oid, r))))
     }
 
     fn shelf(&self) -> Result<&Shelf> {
-        self.shelf.as_ref().ok_or(Error::Storage(StorageError::Closed))
+        self.shelf
+            .as_ref()
+            .ok_or(Error::Storage(StorageError::Closed))
     }
 
     fn writable(&self) -> Result<()> {
@@ -385,7 +403,10 @@ impl Storage for FileStorage {
 
     fn new_oid(&mut self) -> Result<Oid> {
         self.writable()?;
-        let shelf = self.shelf.as_mut().ok_or(Error::Storage(StorageError::Closed))?;
+        let shelf = self
+            .shelf
+            .as_mut()
+            .ok_or(Error::Storage(StorageError::Closed))?;
         loop {
             let candidate = match &mut shelf.cursor {
                 OidCursor::Holes(holes) => match holes.next_hole(shelf.io.as_ref())? {
@@ -397,14 +418,17 @@ impl Storage for FileStorage {
                 },
                 OidCursor::Grow(next) => {
                     let oid = *next;
-                    *next = next.checked_add(1).ok_or_else(|| {
-                        Error::Storage(StorageError::Other("out of oids".into()))
-                    })?;
+                    *next = next
+                        .checked_add(1)
+                        .ok_or_else(|| Error::Storage(StorageError::Other("out of oids".into())))?;
                     oid
                 }
             };
             let oid = Oid(candidate);
-            if shelf.index.contains_key(&oid) || self.allocated.contains(&oid) || self.invalid.contains(&oid) {
+            if shelf.index.contains_key(&oid)
+                || self.allocated.contains(&oid)
+                || self.invalid.contains(&oid)
+            {
                 continue;
             }
             self.allocated.insert(oid);
@@ -434,7 +458,10 @@ impl Storage for FileStorage {
         if records.is_empty() {
             return Ok(Durability::done());
         }
-        let shelf = self.shelf.as_mut().ok_or(Error::Storage(StorageError::Closed))?;
+        let shelf = self
+            .shelf
+            .as_mut()
+            .ok_or(Error::Storage(StorageError::Closed))?;
         let (bytes, offsets) = shelf::encode_transaction(&records);
         let at = shelf.end;
         if let Err(e) = shelf.io.write_all_at(&bytes, at) {

@@ -180,7 +180,9 @@ impl Packer {
     fn copy(&mut self, shelf: &Shelf) -> Result<()> {
         for _ in 0..STEP_RECORDS {
             let Some(oid) = self.todo.pop() else { break };
-            let Some(rec) = self.visit(shelf, oid)? else { continue };
+            let Some(rec) = self.visit(shelf, oid)? else {
+                continue;
+            };
             let at = self.written + self.buf.len() as u64;
             let slot = oid.0 as usize;
             if slot >= self.offsets.len() {
@@ -297,7 +299,10 @@ impl Packer {
                 .map_err(|e| io_err(format!("renaming {shown} to {}", prepack.display()), e))?;
         }
         std::fs::rename(&self.pack_path, &fs.path).map_err(|e| {
-            io_err(format!("renaming {} to {shown}", self.pack_path.display()), e)
+            io_err(
+                format!("renaming {} to {shown}", self.pack_path.display()),
+                e,
+            )
         })?;
         // From here the new file is the database: a failure must stop writes
         // to the old one.

@@ -92,7 +92,11 @@ impl OffsetMap {
     /// The header: `16 + word_bytes * words`, `word_bytes`, `words`.
     pub fn header_bytes(&self) -> [u8; 24] {
         let mut out = [0u8; 24];
-        let parts = [16 + self.word_bytes * self.words, self.word_bytes, self.words];
+        let parts = [
+            16 + self.word_bytes * self.words,
+            self.word_bytes,
+            self.words,
+        ];
         for (slot, value) in out.chunks_exact_mut(8).zip(parts) {
             slot.copy_from_slice(&value.to_be_bytes());
         }
@@ -110,15 +114,23 @@ impl OffsetMap {
     pub fn read(io: &dyn FileIo, start: u64, file_len: u64) -> Result<OffsetMap> {
         let mut head = [0u8; 24];
         if start.saturating_add(MAP_HEADER) > file_len {
-            return Err(corrupt(start, "offset map header runs past the end of the file"));
+            return Err(corrupt(
+                start,
+                "offset map header runs past the end of the file",
+            ));
         }
         io.read_exact_at(&mut head, start)
             .map_err(|e| io_err(format!("reading the offset map at offset {start}"), e))?;
         let (total, word_bytes, words) = (be_u64(&head, 0), be_u64(&head, 8), be_u64(&head, 16));
         if !(1..=8).contains(&word_bytes) {
-            return Err(corrupt(start, format!("offset map words of {word_bytes} bytes")));
+            return Err(corrupt(
+                start,
+                format!("offset map words of {word_bytes} bytes"),
+            ));
         }
-        let body = word_bytes.checked_mul(words).and_then(|b| b.checked_add(16));
+        let body = word_bytes
+            .checked_mul(words)
+            .and_then(|b| b.checked_add(16));
         if body != Some(total) {
             return Err(corrupt(
                 start,
@@ -130,10 +142,15 @@ impl OffsetMap {
             word_bytes,
             words,
         };
-        if start.checked_add(8 + total).is_none_or(|end| end > file_len) {
+        if start
+            .checked_add(8 + total)
+            .is_none_or(|end| end > file_len)
+        {
             return Err(corrupt(
                 start,
-                format!("offset map of {words} words runs past the end of the file ({file_len} bytes)"),
+                format!(
+                    "offset map of {words} words runs past the end of the file ({file_len} bytes)"
+                ),
             ));
         }
         Ok(map)
@@ -172,7 +189,11 @@ impl OffsetMap {
 
     /// Calls `f(oid, offset)` for every record the map holds, reading the
     /// words in large chunks.
-    pub fn for_each(&self, io: &dyn FileIo, mut f: impl FnMut(Oid, u64) -> Result<()>) -> Result<()> {
+    pub fn for_each(
+        &self,
+        io: &dyn FileIo,
+        mut f: impl FnMut(Oid, u64) -> Result<()>,
+    ) -> Result<()> {
         const CHUNK: u64 = 1 << 16;
         let mut j = 0u64;
         let mut buf = Vec::new();
@@ -233,15 +254,20 @@ pub fn check_item_head(head: &[u8; 28], at: u64, room: u64) -> Result<(Oid, u64)
         return Err(format!("record length {len} is too small"));
     }
     let total = len.checked_add(8).filter(|t| *t <= room).ok_or_else(|| {
-        format!("record {oid} of {len} bytes runs {} bytes past its transaction", (len + 8).saturating_sub(room))
+        format!(
+            "record {oid} of {len} bytes runs {} bytes past its transaction",
+            (len + 8).saturating_sub(room)
+        )
     })?;
     let inner = Oid(be_u64(head, 16));
     if inner != oid {
-        return Err(format!("item names oid {oid} but its record is for oid {inner}"));
+        return Err(format!(
+            "item names oid {oid} but its record is for oid {inner}"
+        ));
     }
     let data_len = u64::from(u32::from_be_bytes([head[24], head[25], head[26], head[27]]));
     let body = len - 8;
-    if MIN_RECORD + data_len > body || (body - MIN_RECORD - data_len) % 8 != 0 {
+    if MIN_RECORD + data_len > body || !(body - MIN_RECORD - data_len).is_multiple_of(8) {
         return Err(format!(
             "record {oid} at offset {at}: data length {data_len} does not fit its {body} bytes"
         ));
@@ -255,7 +281,10 @@ pub fn read_record(io: &dyn FileIo, at: u64, oid: Oid, end: u64) -> Result<Vec<u
     const GUESS: usize = 4096;
     let avail = end.saturating_sub(at);
     if avail < ITEM_HEADER + MIN_RECORD {
-        return Err(corrupt(at, format!("record {oid}: item runs past the end of the file")));
+        return Err(corrupt(
+            at,
+            format!("record {oid}: item runs past the end of the file"),
+        ));
     }
     let first = (avail.min(GUESS as u64)) as usize;
     let mut buf = vec![0u8; first];
@@ -264,7 +293,10 @@ pub fn read_record(io: &dyn FileIo, at: u64, oid: Oid, end: u64) -> Result<Vec<u
     let len = be_u64(&buf, 0);
     let name = Oid(be_u64(&buf, 8));
     if name != oid {
-        return Err(corrupt(at, format!("expected record {oid}, found an item for oid {name}")));
+        return Err(corrupt(
+            at,
+            format!("expected record {oid}, found an item for oid {name}"),
+        ));
     }
     if len < 8 + MIN_RECORD || len.checked_add(8).is_none_or(|t| t > avail) {
         return Err(corrupt(
@@ -292,7 +324,10 @@ pub fn read_record(io: &dyn FileIo, at: u64, oid: Oid, end: u64) -> Result<Vec<u
 pub fn read_head(io: &dyn FileIo, file_len: u64) -> Result<OffsetMap> {
     let mut head = [0u8; 16];
     if file_len < 16 {
-        return Err(corrupt(0, format!("file of {file_len} bytes is too short to be SHELF-1")));
+        return Err(corrupt(
+            0,
+            format!("file of {file_len} bytes is too short to be SHELF-1"),
+        ));
     }
     io.read_exact_at(&mut head, 0)
         .map_err(|e| io_err("reading the file header", e))?;
@@ -340,12 +375,20 @@ pub fn scan_transactions(
         ..Scan::default()
     };
     let mut tx = from;
-    let read_err = |at: u64, e: std::io::Error| io_err(format!("reading the transaction at offset {at}"), e);
+    let read_err =
+        |at: u64, e: std::io::Error| io_err(format!("reading the transaction at offset {at}"), e);
     while tx < file_len {
         let present = file_len - tx;
         let mut len_bytes = [0u8; 8];
-        if !reader.read(tx, &mut len_bytes).map_err(|e| read_err(tx, e))? {
-            scan.torn = Some((tx, present, format!("only {present} of the 8 bytes of its length")));
+        if !reader
+            .read(tx, &mut len_bytes)
+            .map_err(|e| read_err(tx, e))?
+        {
+            scan.torn = Some((
+                tx,
+                present,
+                format!("only {present} of the 8 bytes of its length"),
+            ));
             break;
         }
         let len = u64::from_be_bytes(len_bytes);
@@ -355,7 +398,10 @@ pub fn scan_transactions(
                 scan.torn = Some((
                     tx,
                     present,
-                    format!("declares {len} bytes after its length, {} are present", present - 8),
+                    format!(
+                        "declares {len} bytes after its length, {} are present",
+                        present - 8
+                    ),
                 ));
                 break;
             }
@@ -367,7 +413,10 @@ pub fn scan_transactions(
             let mut head = [0u8; 28];
             let room = tx_end - p;
             if room < 28 || !reader.read(p, &mut head).map_err(|e| read_err(tx, e))? {
-                broken = Some((p, format!("{room} bytes left in the transaction are too few for a record")));
+                broken = Some((
+                    p,
+                    format!("{room} bytes left in the transaction are too few for a record"),
+                ));
                 break;
             }
             match check_item_head(&head, p, room) {
@@ -386,7 +435,10 @@ pub fn scan_transactions(
                 scan.torn = Some((tx, present, format!("at offset {at}: {message}")));
                 break;
             }
-            return Err(corrupt(at, format!("in the transaction at offset {tx}: {message}")));
+            return Err(corrupt(
+                at,
+                format!("in the transaction at offset {tx}: {message}"),
+            ));
         }
         for (oid, at) in items {
             each(oid, at)?;
@@ -424,7 +476,10 @@ impl Holes {
         let word = self.map.word(io, j)?.unwrap_or(0);
         let at = self.map.words_at() + j * self.map.word_bytes;
         if word < self.map.start || word - self.map.start > last {
-            return Err(corrupt(at, format!("offset map word {j} is not a hole link ({word})")));
+            return Err(corrupt(
+                at,
+                format!("offset map word {j} is not a hole link ({word})"),
+            ));
         }
         self.steps += 1;
         if self.steps > self.map.words {
@@ -465,7 +520,10 @@ mod tests {
 
     #[test]
     fn item_head_checks() {
-        let (bytes, offsets) = encode_transaction(&[(Oid(3), crate::record::pack(Oid(3), b"ab", &[Oid(1)]).unwrap())]);
+        let (bytes, offsets) = encode_transaction(&[(
+            Oid(3),
+            crate::record::pack(Oid(3), b"ab", &[Oid(1)]).unwrap(),
+        )]);
         assert_eq!(offsets, vec![(Oid(3), 8)]);
         let head: [u8; 28] = bytes[8..36].try_into().unwrap();
         let room = bytes.len() as u64 - 8;

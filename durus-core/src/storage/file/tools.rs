@@ -80,7 +80,9 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
     let file = File::open(path).map_err(|e| io_err(format!("opening {}", path.display()), e))?;
     let io = StdFileIo::new(file);
     let mut report = VerifyReport {
-        file_len: io.len().map_err(|e| io_err("reading the file length", e))?,
+        file_len: io
+            .file_len()
+            .map_err(|e| io_err("reading the file length", e))?,
         ..VerifyReport::default()
     };
     let map = match shelf::read_head(&io, report.file_len) {
@@ -100,8 +102,16 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
     while p < map.start {
         let mut head = [0u8; 28];
         let room = map.start - p;
-        if !reader.read(p, &mut head).map_err(|e| io_err("reading the initial transaction", e))? {
-            report.problem(p, format!("{room} bytes at the end of the initial transaction are too few for a record"));
+        if !reader
+            .read(p, &mut head)
+            .map_err(|e| io_err("reading the initial transaction", e))?
+        {
+            report.problem(
+                p,
+                format!(
+                    "{room} bytes at the end of the initial transaction are too few for a record"
+                ),
+            );
             break;
         }
         match shelf::check_item_head(&head, p, room) {
@@ -146,7 +156,10 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
             } else {
                 hole_words += 1;
                 if w - map.start >= map.words && report.problems.len() < MAX_PROBLEMS {
-                    report.problem(word_at, format!("hole link of oid {oid} points past the map ({w})"));
+                    report.problem(
+                        word_at,
+                        format!("hole link of oid {oid} points past the map ({w})"),
+                    );
                 }
             }
         }
@@ -155,7 +168,10 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
     if in_map != initial.len() as u64 {
         report.problem(
             map.start,
-            format!("offset map holds {in_map} records, the initial transaction {}", initial.len()),
+            format!(
+                "offset map holds {in_map} records, the initial transaction {}",
+                initial.len()
+            ),
         );
     }
     let mut holes = Holes::new(map);
@@ -173,7 +189,10 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
     if report.holes != hole_words {
         report.problem(
             map.start,
-            format!("the list of holes has {} entries, the map {hole_words} hole words", report.holes),
+            format!(
+                "the list of holes has {} entries, the map {hole_words} hole words",
+                report.holes
+            ),
         );
     }
 
@@ -184,10 +203,15 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
             report.transactions = scan.transactions;
             index = scan.index;
             if let Some((offset, bytes, reason)) = scan.torn {
-                report.problem(offset, format!("torn last transaction ({bytes} bytes): {reason}"));
+                report.problem(
+                    offset,
+                    format!("torn last transaction ({bytes} bytes): {reason}"),
+                );
             }
         }
-        Err(Error::Storage(StorageError::Corrupt { offset, message })) => report.problem(offset, message),
+        Err(Error::Storage(StorageError::Corrupt { offset, message })) => {
+            report.problem(offset, message)
+        }
         Err(e) => return Err(e),
     }
     for oid in index.keys() {
@@ -221,7 +245,10 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
                     if !live.contains(r) {
                         report.dangling += 1;
                         if report.problems.len() < MAX_PROBLEMS {
-                            report.problem(at, format!("record {oid} refers to oid {r}, which has no record"));
+                            report.problem(
+                                at,
+                                format!("record {oid} refers to oid {r}, which has no record"),
+                            );
                         }
                     }
                 }
@@ -250,7 +277,9 @@ pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
     if fresh {
         return Err(shelf::corrupt(0, format!("{} is empty", path.display())));
     }
-    let len = io.len().map_err(|e| io_err("reading the file length", e))?;
+    let len = io
+        .file_len()
+        .map_err(|e| io_err("reading the file length", e))?;
     let map = shelf::read_head(io.as_ref(), len)?;
     let scan = shelf::scan_transactions(io.as_ref(), map.end(), len, |_, _| Ok(()))?;
     let cut = match scan.torn {
@@ -258,7 +287,12 @@ pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
         Some((offset, bytes, reason)) => {
             io.set_len(offset)
                 .and_then(|()| io.sync(false))
-                .map_err(|e| io_err(format!("truncating {} at offset {offset}", path.display()), e))?;
+                .map_err(|e| {
+                    io_err(
+                        format!("truncating {} at offset {offset}", path.display()),
+                        e,
+                    )
+                })?;
             Some(Cut {
                 offset,
                 bytes,
