@@ -56,6 +56,7 @@ pub struct FileOptions {
     fsync: FsyncPolicy,
     read_only: bool,
     repair: bool,
+    pack_step_records: Option<usize>,
     wrapper: Option<IoWrapper>,
 }
 
@@ -82,6 +83,12 @@ impl FileOptions {
     /// ignores it). [`FileStorage::repaired`] says what was cut.
     pub fn repair(mut self, repair: bool) -> FileOptions {
         self.repair = repair;
+        self
+    }
+
+    /// How many records one [`Storage::pack_step`] copies (default 4096).
+    pub fn pack_step_records(mut self, records: usize) -> FileOptions {
+        self.pack_step_records = Some(records.max(1));
         self
     }
 
@@ -212,9 +219,9 @@ impl Shelf {
             }
             Ok(())
         })?;
-        for oid in self.index.keys() {
-            f(*oid);
-        }
+        let mut later: Vec<Oid> = self.index.keys().copied().collect();
+        later.sort_unstable();
+        later.into_iter().for_each(f);
         Ok(())
     }
 }
@@ -352,7 +359,7 @@ impl FileStorage {
     }
 
     /// The oid of every record, in the file's index order: the offset map's
-    /// entries (those not rewritten later), then the later transactions'.
+    /// entries (those not rewritten later), then the later transactions', by oid.
     pub fn oids(&self) -> Result<Vec<Oid>> {
         let mut out = Vec::new();
         self.shelf()?.for_each_oid(|oid| out.push(oid))?;
@@ -490,7 +497,6 @@ impl Storage for FileStorage {
     }
 
     fn sync(&mut self) -> Result<Vec<Oid>> {
-        self.shelf()?;
         let mut out: Vec<Oid> = self.invalid.drain().collect();
         out.sort_unstable();
         Ok(out)

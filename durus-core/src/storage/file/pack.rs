@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Records copied per step.
+/// Records copied per step unless the options say otherwise.
 const STEP_RECORDS: usize = 4096;
 /// Bytes buffered before a write to the pack file.
 const FLUSH_BYTES: usize = 1 << 20;
@@ -82,6 +82,8 @@ pub(super) struct Packer {
     extra: HashSet<Oid>,
     /// One past the largest oid that can have a record.
     limit: u64,
+    /// Records copied per step.
+    step_records: usize,
 }
 
 fn pack_io_err(path: &std::path::Path, e: std::io::Error) -> Error {
@@ -108,6 +110,7 @@ impl Packer {
             written: 0,
             extra: HashSet::new(),
             limit: shelf.oid_limit(),
+            step_records: fs.options.pack_step_records.unwrap_or(STEP_RECORDS),
         };
         packer.buf.extend_from_slice(PREFIX);
         packer.buf.extend_from_slice(&0u64.to_be_bytes());
@@ -178,7 +181,7 @@ impl Packer {
     }
 
     fn copy(&mut self, shelf: &Shelf) -> Result<()> {
-        for _ in 0..STEP_RECORDS {
+        for _ in 0..self.step_records {
             let Some(oid) = self.todo.pop() else { break };
             let Some(rec) = self.visit(shelf, oid)? else {
                 continue;
