@@ -48,6 +48,7 @@ fn build(path: &Path, n: u64, per_commit: u64) -> Res<Vec<(Oid, Vec<Oid>)>> {
     let mut i = 0;
     while i < n {
         fs.begin();
+        let first_touched = nodes.len().saturating_sub(1);
         let end = (i + per_commit).min(n);
         while i < end {
             if nodes
@@ -63,7 +64,7 @@ fn build(path: &Path, n: u64, per_commit: u64) -> Res<Vec<(Oid, Vec<Oid>)>> {
             }
             i += 1;
         }
-        for (node, items) in &nodes {
+        for (node, items) in nodes.iter().skip(first_touched) {
             fs.store(*node, rec(*node, b"node", items)?)?;
         }
         let refs: Vec<Oid> = std::iter::once(parent)

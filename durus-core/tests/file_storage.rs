@@ -374,3 +374,41 @@ fn bad_prefix_and_bad_map_are_errors_not_panics() {
     ));
     assert!(!file::verify(&path).expect("verify").is_ok());
 }
+
+/// The example of docs/FORMAT.md, as Python Durus 4.3 wrote it.
+const FORMAT_EXAMPLE: &str = "\
+5348454c462d310a000000000000004800000000000000200000000000000000\
+000000000000000000000004726f6f7400000000000000010000000000000018\
+00000000000000010000000000000001000000046b6570740000000000000013\
+0000000000000001000000000000000310385a00000000000000440000000000\
+00001f00000000000000010000000000000001000000036e6577000000000000\
+00030000000000000015000000000000000300000000000000030000000164";
+
+#[test]
+fn format_example_matches_durus_bytes() -> durus_core::Result<()> {
+    let dir = Scratch::new("fs-format");
+    let path = dir.path("ex.durus");
+    let mut fs = FileStorage::open(&path)?;
+    let (a, b, c) = (fs.new_oid()?, fs.new_oid()?, fs.new_oid()?);
+    commit(
+        &mut fs,
+        vec![
+            (a, rec(a, b"root", &[b])),
+            (b, rec(b, b"kept", &[])),
+            (c, rec(c, b"gone", &[])),
+        ],
+    );
+    fs.pack()?;
+    let d = fs.new_oid()?;
+    assert_eq!(d, Oid(3), "the hole 2 was just removed: it is skipped");
+    commit(
+        &mut fs,
+        vec![(b, rec(b, b"new", &[d])), (d, rec(d, b"d", &[]))],
+    );
+    drop(fs);
+    let bytes = std::fs::read(&path).expect("read");
+    let hex: String = bytes.iter().map(|x| format!("{x:02x}")).collect();
+    assert_eq!(hex, FORMAT_EXAMPLE);
+    assert_eq!(bytes.len(), 191);
+    Ok(())
+}
