@@ -88,10 +88,13 @@ fn rec(oid: Oid, n: u64) -> Vec<u8> {
     record::pack(oid, format!("value {n}").as_bytes(), &[]).expect("pack")
 }
 
+/// (oid, n): the record of `oid` holds value n.
+type Commits = Vec<(Oid, u64)>;
+
 /// Commits one record per transaction until one fails; returns the
 /// acknowledged (oid, n), the records of the failed commit (which may or
 /// may not have reached the file), and checks that later writes are refused.
-fn commit_until_failure(fs: &mut FileStorage, rounds: u64) -> (Vec<(Oid, u64)>, Vec<(Oid, u64)>) {
+fn commit_until_failure(fs: &mut FileStorage, rounds: u64) -> (Commits, Commits) {
     let mut acked: Vec<(Oid, u64)> = Vec::new();
     for n in 0..rounds {
         let oid = match fs.new_oid() {
@@ -211,7 +214,7 @@ fn a_failed_pack_leaves_the_database_usable() {
         let plan = Arc::new(Plan::default());
         let mut fs = FileStorage::open_with(&path, FileOptions::new().wrap_io(wrapper(&plan)))
             .expect("open");
-        let (acked, failed) = commit_until_failure(&mut fs, 5);
+        let (acked, _) = commit_until_failure(&mut fs, 5);
         let root_refs: Vec<Oid> = acked
             .iter()
             .map(|(o, _)| *o)

@@ -44,7 +44,7 @@ fn kill_child_role() {
         fs.store(oid, record::pack(oid, &data, &[]).expect("pack"))
             .expect("store");
         // A second, bigger record makes writes long enough to be cut.
-        let big = vec![n as u8; 20_000];
+        let big = vec![n as u8; 4_000];
         let other = fs.new_oid().expect("oid");
         fs.store(other, record::pack(other, &big, &[]).expect("pack"))
             .expect("store");
