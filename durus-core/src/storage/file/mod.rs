@@ -274,12 +274,18 @@ fn open_io(path: &Path, options: &FileOptions, create: bool) -> Result<(Arc<dyn 
         }
         file
     };
-    let fresh = file
+    let len = file
         .metadata()
         .map_err(|e| io_err(format!("reading the length of {shown}"), e))?
-        .len()
-        == 0;
+        .len();
     let io: Arc<dyn FileIo> = Arc::new(StdFileIo::new(file));
+    // Empty, or cut short while it was being created: a new file.
+    let empty = shelf::empty_file();
+    let fresh = len == 0
+        || (len < empty.len() as u64 && {
+            let mut head = vec![0u8; len as usize];
+            io.read_exact_at(&mut head, 0).is_ok() && empty.starts_with(&head)
+        });
     let io = match &options.wrapper {
         Some(wrap) => wrap(io),
         None => io,
