@@ -37,10 +37,14 @@ pub mod connection;
 pub mod encoding;
 pub mod error;
 pub mod hub;
+pub mod net;
 pub mod oid;
 pub mod persistent;
+pub mod protocol;
 pub mod record;
+pub mod server;
 pub mod storage;
+pub mod tools;
 
 pub use connection::Connection;
 pub use durus_derive::Persistent;
@@ -48,7 +52,7 @@ pub use error::{ConflictError, ConflictKind, Error, Result};
 pub use hub::Hub;
 pub use oid::Oid;
 pub use persistent::{MergeConflict, PRef, Persistent, Status};
-pub use storage::{FileOptions, FileStorage, FsyncPolicy, MemoryStorage, Storage};
+pub use storage::{ClientStorage, FileOptions, FileStorage, FsyncPolicy, MemoryStorage, Storage};
 
 /// Paths used by the code `#[derive(Persistent)]` generates. Not public API.
 #[doc(hidden)]

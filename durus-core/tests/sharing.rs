@@ -100,15 +100,15 @@ fn a_read_in_this_transaction_conflicts_too() {
         &hub,
         |conn, step| {
             let (x, _) = counters(&conn);
-            step.wait();
+            step.wait(); // b has read x
             x.write().expect("write").value = 5;
             conn.commit().expect("commit");
             step.wait();
         },
         |conn, step| {
             let (x, y) = counters(&conn);
-            step.wait();
             let seen = x.read().expect("read").value; // reads x
+            step.wait();
             step.wait(); // a changed x meanwhile
             y.write().expect("write").value = seen + 1; // writes only y
             match conn.commit() {

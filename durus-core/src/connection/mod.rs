@@ -22,6 +22,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
 use std::rc::{Rc, Weak};
 
+/// Loads of one oid tried while others keep committing it.
+const LOAD_ATTEMPTS: usize = 16;
+
 /// At most this many prefetched records wait to be used.
 const MAX_PREFETCHED: usize = 100_000;
 
@@ -60,6 +63,14 @@ impl Connection {
     /// A connection over `storage` with the default cache size.
     pub fn new(storage: impl Storage + 'static) -> Connection {
         Connection::with_cache_size(Box::new(storage), DEFAULT_CACHE_SIZE)
+    }
+
+    /// A connection to a storage server at `address` (`host:port` or a
+    /// Unix-domain socket path), with the default cache size.
+    pub fn connect(address: &str) -> Result<Connection> {
+        Ok(Connection::new(crate::storage::ClientStorage::connect(
+            address,
+        )?))
     }
 
     /// A connection over the file at `path` (created when missing), a
@@ -274,15 +285,20 @@ impl ConnInner {
         if let Some(record) = self.take_prefetched(oid) {
             return Ok(record);
         }
-        let loaded = self.storage.borrow_mut().load(oid);
-        match loaded {
-            Err(Error::Conflict(_)) => {
-                let invalid = self.storage.borrow_mut().sync()?;
-                self.handle_invalidations(&invalid, Some(oid))?;
-                self.storage.borrow_mut().load(oid)
+        // Others may commit the object again between our sync and load:
+        // each round either loads it, or syncs (a read conflict if anything
+        // used in this transaction changed), a bounded number of times.
+        for _ in 0..LOAD_ATTEMPTS {
+            let loaded = self.storage.borrow_mut().load(oid);
+            match loaded {
+                Err(Error::Conflict(_)) => {
+                    let invalid = self.storage.borrow_mut().sync()?;
+                    self.handle_invalidations(&invalid, Some(oid))?;
+                }
+                other => return other,
             }
-            other => other,
         }
+        Err(Error::read_conflict(oid))
     }
 
     /// A prefetched record of `oid`. When `oid` waits in `ahead`, it is

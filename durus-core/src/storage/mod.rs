@@ -5,9 +5,11 @@
 //! the oids other clients committed, and the connection decides, through a
 //! [`CommitHandler`], whether that is a conflict or can be resolved.
 
+mod client;
 pub mod file;
 mod memory;
 
+pub use client::ClientStorage;
 pub use file::{FileOptions, FileStorage, FsyncPolicy};
 pub use memory::MemoryStorage;
 

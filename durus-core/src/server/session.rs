@@ -1,0 +1,226 @@
+//! One client's session: reads requests, answers them through a hub
+//! [`Session`], and runs commit exchanges on a [`CommitExchange`].
+
+use super::{Shared, TICK};
+use crate::error::Error;
+use crate::hub::{CommitExchange, Session};
+use crate::net::Stream;
+use crate::protocol::{
+    encode_oid_list, CommitAnswer, FrameReader, LoadResponse, ReadError, Request, PROTOCOL_VERSION,
+    STATUS_INVALID, STATUS_OKAY,
+};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Why a session ends.
+enum End {
+    /// The client closed, said goodbye, or the server is stopping.
+    Quiet(String),
+    /// The client misbehaved or something failed: worth a warning.
+    Bad(String),
+}
+
+struct Client<'a> {
+    shared: &'a Arc<Shared>,
+    stream: &'a Stream,
+    reader: FrameReader<&'a Stream>,
+    session: Session,
+    out: Vec<u8>,
+}
+
+/// Serves one client until it leaves, misbehaves or the server stops.
+pub(super) fn run(shared: &Arc<Shared>, stream: Stream, peer: &str) {
+    let timeout = shared.config.client_timeout;
+    if let Err(e) = stream
+        .set_read_timeout(Some(TICK.min(timeout)))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+    {
+        warn!("client {peer}: cannot set timeouts: {e}");
+        return;
+    }
+    let mut client = Client {
+        shared,
+        stream: &stream,
+        reader: FrameReader::new(&stream, Some(timeout)),
+        session: shared.hub.session(),
+        out: Vec::with_capacity(4096),
+    };
+    let end = loop {
+        if shared.stopping() {
+            break End::Quiet("server stopping".into());
+        }
+        let request = match client.reader.read_frame(Request::decode, None) {
+            Ok(r) => r,
+            Err(ReadError::Idle) => continue,
+            Err(ReadError::Closed) => break End::Quiet("connection closed".into()),
+            Err(e) => break End::Bad(e.to_string()),
+        };
+        if let Err(end) = client.handle(request) {
+            break end;
+        }
+    };
+    let _ = stream.shutdown();
+    match end {
+        End::Quiet(why) => debug!("client {peer} gone: {why}"),
+        End::Bad(why) => warn!("closing client {peer}: {why}"),
+    }
+}
+
+impl Client<'_> {
+    fn send(&mut self) -> Result<(), End> {
+        let r = self.stream.write_all(&self.out);
+        self.out.clear();
+        r.map_err(|e| End::Bad(format!("write failed: {e}")))
+    }
+
+    fn handle(&mut self, request: Request) -> Result<(), End> {
+        match request {
+            Request::Version(v) => {
+                self.out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+                self.send()?;
+                if v.version != PROTOCOL_VERSION {
+                    return Err(End::Bad(format!(
+                        "client speaks protocol {}, we speak {PROTOCOL_VERSION}",
+                        v.version
+                    )));
+                }
+            }
+            Request::NewOid(_) => self.new_oids(1)?,
+            Request::NewOids(r) => self.new_oids(usize::from(r.count))?,
+            Request::Load(r) => {
+                let reply = self.session.load(r.oid).map_err(storage)?;
+                LoadResponse::encode_reply(&reply, &mut self.out);
+                self.send()?;
+            }
+            Request::BulkLoad(r) => {
+                let replies = self.session.bulk_load(&r.oids).map_err(storage)?;
+                for reply in &replies {
+                    LoadResponse::encode_reply(reply, &mut self.out);
+                }
+                self.send()?;
+            }
+            Request::Commit(_) => self.commit()?,
+            Request::Sync(_) => {
+                let oids = self.session.sync().map_err(storage)?;
+                encode_oid_list(&oids, &mut self.out);
+                self.send()?;
+            }
+            Request::Pack(_) => {
+                let shared = self.shared;
+                if shared
+                    .packing
+                    .swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    debug!("pack asked for while one runs");
+                } else {
+                    info!("pack asked for by a client");
+                    let ok = shared.pack();
+                    shared
+                        .packing
+                        .store(false, std::sync::atomic::Ordering::SeqCst);
+                    if !ok {
+                        return Err(End::Bad("pack failed".into()));
+                    }
+                }
+                self.out.push(STATUS_OKAY);
+                self.send()?;
+            }
+            Request::Quit(_) => {
+                info!("quit asked for by a client");
+                self.shared.stop();
+                return Err(End::Quiet("quit".into()));
+            }
+            Request::Close(b'.') => return Err(End::Quiet("client closed".into())),
+            Request::Close(b) => {
+                return Err(End::Bad(format!("unknown command byte {b:#04x}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn new_oids(&mut self, count: usize) -> Result<(), End> {
+        let oids = self.session.new_oids(count).map_err(storage)?;
+        for oid in oids {
+            self.out.extend_from_slice(&oid.to_bytes());
+        }
+        self.send()
+    }
+
+    /// The commit exchange: invalidations out, then resolution rounds, then
+    /// the transaction, all within the client timeout.
+    fn commit(&mut self) -> Result<(), End> {
+        let Client {
+            shared,
+            stream,
+            reader,
+            session,
+            out,
+        } = self;
+        let exchange = session.begin_commit().map_err(storage)?;
+        let timeout = shared.config.client_timeout;
+        let deadline = Instant::now() + timeout;
+        encode_oid_list(exchange.invalidations(), out);
+        send(stream, out)?;
+        let records = loop {
+            match reader.read_frame(CommitAnswer::decode, Some(deadline)) {
+                Ok(CommitAnswer::Resolve(oids)) => {
+                    let replies = exchange.load_current(&oids).map_err(storage)?;
+                    for reply in &replies {
+                        LoadResponse::encode_reply(reply, out);
+                    }
+                    send(stream, out)?;
+                }
+                Ok(CommitAnswer::Transaction(records)) => break records,
+                Err(ReadError::TimedOut { .. }) | Err(ReadError::Idle) => {
+                    return Err(End::Bad(format!(
+                        "commit exchange took over {timeout:?}; commit dropped"
+                    )));
+                }
+                Err(e) => {
+                    return Err(End::Bad(format!(
+                        "in a commit exchange: {e}; commit dropped"
+                    )))
+                }
+            }
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
+        let count = records.len();
+        match commit_records(exchange, records) {
+            Ok(()) => {
+                debug!("committed {count} records");
+                shared.note_commit();
+                out.push(STATUS_OKAY);
+            }
+            Err(e) if e.is_conflict() => {
+                debug!("commit refused: {e}");
+                out.push(STATUS_INVALID);
+            }
+            Err(Error::Protocol(e)) => return Err(End::Bad(e.to_string())),
+            Err(e) => return Err(End::Bad(format!("commit failed: {e}"))),
+        }
+        send(stream, out)
+    }
+}
+
+/// Commits, releases the commit, then waits until the commit is durable.
+fn commit_records(
+    exchange: CommitExchange<'_>,
+    records: Vec<(crate::Oid, Vec<u8>)>,
+) -> crate::Result<()> {
+    let durability = exchange.commit(records)?;
+    durability.wait()
+}
+
+fn send(stream: &Stream, out: &mut Vec<u8>) -> Result<(), End> {
+    let r = (&*stream).write_all(out);
+    out.clear();
+    r.map_err(|e| End::Bad(format!("write failed: {e}")))
+}
+
+fn storage(e: Error) -> End {
+    End::Bad(format!("storage error: {e}"))
+}

@@ -1,0 +1,274 @@
+//! [`ClientStorage`]: a [`Storage`] that talks to a storage server (ours or
+//! Python Durus's) over the wire protocol of [`crate::protocol`].
+
+use super::{CommitHandler, Durability, Storage};
+use crate::error::{Error, ProtocolError, Result, StorageError};
+use crate::net::{Address, Stream};
+use crate::oid::Oid;
+use crate::protocol::{
+    decode_fixed_oids, decode_oid_list, decode_status, decode_version, BulkLoadRequest,
+    CommitAnswer, CommitRequest, FrameReader, LoadRequest, LoadResponse, NewOidsRequest,
+    PackRequest, ReadError, Request, SyncRequest, VersionRequest, CLOSE_BYTE, MAX_BULK_OIDS,
+    MAX_OID_LIST, PROTOCOL_VERSION, STATUS_INVALID, STATUS_OKAY,
+};
+use std::io::Write;
+
+/// How many oids are reserved per `M` request (as Durus's client).
+const OID_BATCH: u8 = 32;
+
+/// How many referenced records a load brings along in one bulk load: a
+/// round trip costs far more than a record on loopback.
+const PREFETCH: usize = 64;
+
+/// A storage on a server. One client session; not shared between threads.
+pub struct ClientStorage {
+    address: Address,
+    stream: Stream,
+    reader: FrameReader<Stream>,
+    out: Vec<u8>,
+    oid_pool: Vec<Oid>,
+    /// Oids taken from the pool in this transaction, returned on conflict.
+    transaction_oids: Vec<Oid>,
+    pending: Vec<(Oid, Vec<u8>)>,
+    closed: bool,
+}
+
+impl ClientStorage {
+    /// Connects to `address` (`host:port` or a Unix socket path) and checks
+    /// the protocol version.
+    pub fn connect(address: &str) -> Result<ClientStorage> {
+        ClientStorage::connect_to(&Address::parse(address)?)
+    }
+
+    /// Connects to a parsed address.
+    pub fn connect_to(address: &Address) -> Result<ClientStorage> {
+        let stream = address
+            .connect()
+            .map_err(|e| Error::io(format!("connect to {address}"), e))?;
+        let read_half = stream
+            .try_clone()
+            .map_err(|e| Error::io(format!("connect to {address}"), e))?;
+        let mut storage = ClientStorage {
+            address: address.clone(),
+            stream,
+            reader: FrameReader::new(read_half, None),
+            out: Vec::with_capacity(4096),
+            oid_pool: Vec::new(),
+            transaction_oids: Vec::new(),
+            pending: Vec::new(),
+            closed: false,
+        };
+        storage.send(&Request::Version(VersionRequest {
+            version: PROTOCOL_VERSION,
+        }))?;
+        let theirs = storage.read(decode_version)?;
+        if theirs != PROTOCOL_VERSION {
+            return Err(Error::Protocol(ProtocolError::Version {
+                ours: PROTOCOL_VERSION,
+                theirs,
+            }));
+        }
+        Ok(storage)
+    }
+
+    /// The server's address.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed {
+            Err(Error::Storage(StorageError::Closed))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn send(&mut self, request: &Request) -> Result<()> {
+        request.encode(&mut self.out);
+        self.flush_out()
+    }
+
+    fn flush_out(&mut self) -> Result<()> {
+        self.check_open()?;
+        let r = (&self.stream).write_all(&self.out);
+        self.out.clear();
+        r.map_err(|e| Error::io(format!("send to server {}", self.address), e))
+    }
+
+    fn read<T>(&mut self, decode: impl Fn(&[u8]) -> crate::protocol::Decoded<T>) -> Result<T> {
+        self.reader.read_frame(decode, None).map_err(|e| match e {
+            ReadError::Io(e) => Error::io(format!("read from server {}", self.address), e),
+            ReadError::Malformed(why) => Error::Protocol(ProtocolError::Malformed(why)),
+            other => Error::io(
+                format!("read from server {}", self.address),
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, other.to_string()),
+            ),
+        })
+    }
+
+    fn read_status(&mut self) -> Result<u8> {
+        self.read(decode_status)
+    }
+
+    /// Reads the replies of `oids` in order (all of them, so that the
+    /// stream stays in step even when some are errors).
+    fn read_loads(&mut self, oids: &[Oid]) -> Result<Vec<(Oid, LoadResponse)>> {
+        let mut out = Vec::with_capacity(oids.len());
+        for oid in oids {
+            out.push((*oid, self.read(LoadResponse::decode)?));
+        }
+        Ok(out)
+    }
+
+    /// Gives the oids of an abandoned transaction back to the pool and tells
+    /// the server the commit is off.
+    fn give_up(&mut self) -> Result<()> {
+        self.oid_pool.extend(self.transaction_oids.drain(..).rev());
+        self.pending.clear();
+        CommitAnswer::Transaction(Vec::new()).encode(&mut self.out);
+        self.flush_out()
+    }
+}
+
+fn load_result(oid: Oid, reply: LoadResponse) -> Result<Vec<u8>> {
+    match reply {
+        LoadResponse::Okay(rec) => Ok(rec),
+        LoadResponse::KeyError => Err(Error::NotFound(oid)),
+        LoadResponse::Invalid => Err(Error::read_conflict(oid)),
+    }
+}
+
+impl Storage for ClientStorage {
+    fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
+        self.send(&Request::Load(LoadRequest { oid }))?;
+        let reply = self.read(LoadResponse::decode)?;
+        load_result(oid, reply)
+    }
+
+    fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
+        let mut replies = Vec::with_capacity(oids.len());
+        for chunk in oids.chunks(MAX_BULK_OIDS) {
+            self.send(&Request::BulkLoad(BulkLoadRequest {
+                oids: chunk.to_vec(),
+            }))?;
+            replies.extend(self.read_loads(chunk)?);
+        }
+        replies
+            .into_iter()
+            .map(|(oid, reply)| load_result(oid, reply))
+            .collect()
+    }
+
+    fn prefetch_hint(&self) -> usize {
+        PREFETCH
+    }
+
+    fn new_oid(&mut self) -> Result<Oid> {
+        if self.oid_pool.is_empty() {
+            self.send(&Request::NewOids(NewOidsRequest { count: OID_BATCH }))?;
+            let mut batch = self.read(|b| decode_fixed_oids(b, usize::from(OID_BATCH)))?;
+            batch.reverse();
+            self.oid_pool = batch;
+        }
+        let oid = self
+            .oid_pool
+            .pop()
+            .ok_or_else(|| Error::Storage(StorageError::Other("server gave no oid".into())))?;
+        self.transaction_oids.push(oid);
+        Ok(oid)
+    }
+
+    fn begin(&mut self) {
+        self.pending.clear();
+        self.transaction_oids.clear();
+    }
+
+    fn store(&mut self, oid: Oid, record: Vec<u8>) -> Result<()> {
+        self.pending.push((oid, record));
+        Ok(())
+    }
+
+    fn end(&mut self, handler: &mut dyn CommitHandler) -> Result<Durability> {
+        self.send(&Request::Commit(CommitRequest))?;
+        let invalidated = self.read(|b| decode_oid_list(b, MAX_OID_LIST))?;
+        let asked = match handler.invalidated(&invalidated) {
+            Ok(asked) => asked,
+            Err(e) => {
+                self.give_up()?;
+                return Err(e);
+            }
+        };
+        if !asked.is_empty() {
+            CommitAnswer::Resolve(asked.clone()).encode(&mut self.out);
+            self.flush_out()?;
+            let current = self
+                .read_loads(&asked)?
+                .into_iter()
+                .filter_map(|(oid, reply)| match reply {
+                    LoadResponse::Okay(rec) => Some((oid, rec)),
+                    _ => None,
+                })
+                .collect();
+            let merged = match handler.resolve(current) {
+                Ok(merged) => merged,
+                Err(e) => {
+                    self.give_up()?;
+                    return Err(e);
+                }
+            };
+            for (oid, record) in merged {
+                match self.pending.iter_mut().find(|(o, _)| *o == oid) {
+                    Some(slot) => slot.1 = record,
+                    None => self.pending.push((oid, record)),
+                }
+            }
+        }
+        let records = std::mem::take(&mut self.pending);
+        self.transaction_oids.clear();
+        let oids: Vec<Oid> = records.iter().map(|(oid, _)| *oid).collect();
+        CommitAnswer::Transaction(records).encode(&mut self.out);
+        self.flush_out()?;
+        if oids.is_empty() {
+            return Ok(Durability::done());
+        }
+        match self.read_status()? {
+            STATUS_OKAY => Ok(Durability::done()),
+            STATUS_INVALID => Err(Error::write_conflict(oids)),
+            other => Err(Error::Protocol(ProtocolError::Malformed(format!(
+                "commit answered with status byte {other:#04x}"
+            )))),
+        }
+    }
+
+    fn sync(&mut self) -> Result<Vec<Oid>> {
+        self.send(&Request::Sync(SyncRequest))?;
+        self.read(|b| decode_oid_list(b, MAX_OID_LIST))
+    }
+
+    fn pack(&mut self) -> Result<()> {
+        self.send(&Request::Pack(PackRequest))?;
+        match self.read_status()? {
+            STATUS_OKAY => Ok(()),
+            other => Err(Error::Protocol(ProtocolError::Malformed(format!(
+                "pack answered with status byte {other:#04x}"
+            )))),
+        }
+    }
+
+    fn close(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.send(&Request::Close(CLOSE_BYTE))?;
+        self.closed = true;
+        let _ = self.stream.shutdown();
+        Ok(())
+    }
+}
+
+impl Drop for ClientStorage {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
