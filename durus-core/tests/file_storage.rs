@@ -403,3 +403,28 @@ fn format_example_matches_durus_bytes() -> durus_core::Result<()> {
     assert_eq!(bytes.len(), 191);
     Ok(())
 }
+
+#[test]
+fn hub_sessions_learn_the_oids_a_pack_removed() -> durus_core::Result<()> {
+    let dir = Scratch::new("fs-pack-invalid");
+    let mut fs = FileStorage::open(dir.path("a.durus"))?;
+    let oids: Vec<Oid> = (0..4).map(|_| fs.new_oid()).collect::<Result<_, _>>()?;
+    let mut records = vec![(Oid::ROOT, rec(Oid::ROOT, b"root", &[Oid(1)]))];
+    records.extend(oids[1..].iter().map(|o| (*o, rec(*o, b"x", &[]))));
+    commit(&mut fs, records);
+    let hub = Hub::new(fs);
+    let (a, b) = (hub.session(), hub.session());
+    while !hub.pack_step()? {}
+    // Removed oids are not handed out while a session may still hold them.
+    let fresh = a.new_oids(3)?;
+    assert!(
+        !fresh.contains(&Oid(2)) && !fresh.contains(&Oid(3)),
+        "{fresh:?}"
+    );
+    for s in [&a, &b] {
+        let mut removed = s.sync()?;
+        removed.sort_unstable();
+        assert_eq!(removed, vec![Oid(2), Oid(3)]);
+    }
+    Ok(())
+}

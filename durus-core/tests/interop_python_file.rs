@@ -213,3 +213,41 @@ fn we_read_and_extend_an_unpacked_python_file() {
 fn we_read_and_extend_a_packed_python_file_with_later_transactions() {
     check_python_file("python_packed.durus");
 }
+
+#[test]
+fn python_reads_a_file_packed_while_commits_went_on() {
+    let dir = Scratch::new("interop-online-pack");
+    let path = dir.path("ours.durus");
+    build_ours(&path);
+    let mut fs =
+        FileStorage::open_with(&path, FileOptions::new().pack_step_records(2)).expect("open");
+    assert!(!fs.pack_step().expect("first step"));
+    // Between steps: a new object hung from an already copied one, and a
+    // change to one not copied yet.
+    let fresh = fs.new_oid().expect("oid");
+    let root = record::unpack(&fs.load(Oid::ROOT).expect("root"))
+        .expect("framing")
+        .ref_oids()
+        .chain([fresh])
+        .collect::<Vec<_>>();
+    commit(
+        &mut fs,
+        &[
+            (fresh, b"during the pack", &[]),
+            (Oid::ROOT, b"root 3", &root),
+            (Oid(11), b"changed during the pack", &[]),
+        ],
+    );
+    let mut steps = 1;
+    while !fs.pack_step().expect("step") {
+        steps += 1;
+        assert!(steps < 100);
+    }
+    assert!(steps > 2, "{steps} steps");
+    drop(fs);
+    let ours = our_dump(&path);
+    assert!(ours.contains(&hex(b"during the pack")));
+    assert!(ours.contains(&hex(b"changed during the pack")));
+    assert_eq!(python_dump(&path), ours);
+    assert!(file::verify(&path).expect("verify").is_ok());
+}

@@ -263,15 +263,7 @@ fn open_io(path: &Path, options: &FileOptions, create: bool) -> Result<(Arc<dyn 
             .truncate(false)
             .open(path)
             .map_err(|e| io_err(format!("opening {shown}"), e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Storage(StorageError::Locked(shown)))
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(io_err(format!("locking {shown}"), e))
-            }
-        }
+        lock_exclusive(&file, &shown)?;
         file
     };
     let len = file
@@ -291,6 +283,30 @@ fn open_io(path: &Path, options: &FileOptions, create: bool) -> Result<(Arc<dyn 
         None => io,
     };
     Ok((io, fresh))
+}
+
+/// How long a writable open waits for a lock held by someone else. A lock
+/// is also held for a moment by a child process that this or another
+/// process forks to run a program (the child shares the descriptor until it
+/// execs), so a busy lock is tried again briefly before it is reported.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
+
+fn lock_exclusive(file: &File, shown: &str) -> Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_PATIENCE => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Storage(StorageError::Locked(shown.to_string())))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(io_err(format!("locking {shown}"), e))
+            }
+        }
+    }
 }
 
 /// Fsyncs the directory holding `path`, so that a create or rename in it is durable.
