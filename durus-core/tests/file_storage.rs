@@ -95,11 +95,17 @@ fn second_writer_is_refused_and_read_only_refuses_writes() -> durus_core::Result
 }
 
 #[test]
-fn surprise_oids_are_refused() -> durus_core::Result<()> {
+fn surprise_oids_and_malformed_records_are_refused() -> durus_core::Result<()> {
     let dir = Scratch::new("fs-surprise");
     let mut fs = FileStorage::open(dir.path("a.durus"))?;
     fs.begin();
     assert!(fs.store(Oid(5), rec(Oid(5), b"x", &[])).is_err());
+    let root = fs.new_oid()?;
+    assert!(
+        fs.store(root, rec(Oid(9), b"x", &[])).is_err(),
+        "record of another oid"
+    );
+    assert!(fs.store(root, vec![0; 5]).is_err(), "bad framing");
     Ok(())
 }
 

@@ -227,6 +227,34 @@ impl Shelf {
 }
 
 /// A [`Storage`] in one SHELF-1 file, readable and writable by Python Durus 4.3.
+///
+/// Most programs open it through [`Connection::open`](crate::Connection::open);
+/// options go through [`FileStorage::open_with`]:
+///
+/// ```
+/// use durus_core::storage::file::FileOptions;
+/// use durus_core::{Connection, FileStorage, PRef, Persistent};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Persistent, Serialize, Deserialize, Default)]
+/// struct Counter {
+///     hits: u64,
+/// }
+///
+/// let path = std::env::temp_dir().join(format!("doc-{}.durus", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// {
+///     let conn = Connection::open(&path)?;
+///     let root: PRef<Counter> = conn.root()?;
+///     root.write()?.hits += 1;
+///     conn.commit()?; // on disk (fsync) when this returns
+/// }
+/// let options = FileOptions::new().read_only(true);
+/// let conn = Connection::new(FileStorage::open_with(&path, options)?);
+/// assert_eq!(conn.root::<Counter>()?.read()?.hits, 1);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub struct FileStorage {
     path: PathBuf,
     options: FileOptions,
@@ -470,6 +498,14 @@ impl Storage for FileStorage {
     }
 
     fn store(&mut self, oid: Oid, record: Vec<u8>) -> Result<()> {
+        // What open checks of every record, checked before it is written.
+        let inner = crate::record::unpack(&record)?.oid;
+        if inner != oid {
+            self.pending.clear();
+            return Err(Error::Storage(StorageError::Other(format!(
+                "record for oid {inner} stored under oid {oid}"
+            ))));
+        }
         if self.is_surprise(oid)? {
             self.pending.clear();
             return Err(Error::Storage(StorageError::Other(format!(
