@@ -96,30 +96,28 @@ fn killed_writer_loses_no_acknowledged_commit() {
             .spawn()
             .expect("spawn child");
         let stdout = child.stdout.take().expect("child stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|line| {
-                    let mut parts = line.strip_prefix("ack ")?.split(' ');
-                    let oid: u64 = parts.next()?.parse().ok()?;
-                    let r: u64 = parts.next()?.parse().ok()?;
-                    let n: u64 = parts.next()?.parse().ok()?;
-                    Some((oid, r, n))
-                })
-                .collect::<Vec<_>>()
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let parsed = line.strip_prefix("ack ").and_then(|rest| {
+                    let mut parts = rest.split(' ').map(|p| p.parse::<u64>().ok());
+                    Some((parts.next()??, parts.next()??, parts.next()??))
+                });
+                if let Some(ack) = parsed {
+                    if tx.send(ack).is_err() {
+                        break;
+                    }
+                }
+            }
         });
-        // Let the child get going, then kill it at a random moment.
-        let wait = Duration::from_millis(150 + next_random(&mut seed) % 400);
-        std::thread::sleep(wait);
+        // Once the child commits, kill it at a random moment.
+        let first = rx.recv_timeout(Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(next_random(&mut seed) % 300));
         child.kill().expect("kill child");
         child.wait().expect("reap child");
-        let lines = reader.join().expect("reader");
-        assert!(
-            !lines.is_empty() || round > 0,
-            "the child committed something"
-        );
-        for (oid, r, n) in lines {
+        reader.join().expect("reader");
+        let first = first.expect("the child acknowledged a commit");
+        for (oid, r, n) in std::iter::once(first).chain(rx.try_iter()) {
             acked.insert(oid, value(r, n));
         }
 
