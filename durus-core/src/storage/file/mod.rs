@@ -23,7 +23,7 @@ pub mod shelf;
 mod tools;
 
 pub use io::{FileIo, IoWrapper, StdFileIo};
-pub use tools::{repair, verify, Problem, RepairReport, VerifyReport};
+pub use tools::{repair, verify, verify_with_progress, Problem, RepairReport, VerifyReport};
 
 use super::{CommitHandler, Durability, Storage};
 use crate::error::{Error, Result, StorageError};
@@ -406,6 +406,12 @@ impl FileStorage {
     /// True while a pack is in progress.
     pub fn is_packing(&self) -> bool {
         self.packer.is_some()
+    }
+
+    /// While a pack is in progress, how many records it has copied so far
+    /// (for a progress display between [`Storage::pack_step`] calls).
+    pub fn pack_progress(&self) -> Option<u64> {
+        self.packer.as_ref().map(|p| p.copied)
     }
 
     /// The oid of every record, in the file's index order: the offset map's

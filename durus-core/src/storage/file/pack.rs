@@ -84,6 +84,8 @@ pub(super) struct Packer {
     limit: u64,
     /// Records copied per step.
     step_records: usize,
+    /// Records copied so far.
+    pub(super) copied: u64,
 }
 
 fn pack_io_err(path: &std::path::Path, e: std::io::Error) -> Error {
@@ -111,6 +113,7 @@ impl Packer {
             extra: HashSet::new(),
             limit: shelf.oid_limit(),
             step_records: fs.options.pack_step_records.unwrap_or(STEP_RECORDS),
+            copied: 0,
         };
         packer.buf.extend_from_slice(PREFIX);
         packer.buf.extend_from_slice(&0u64.to_be_bytes());
@@ -196,6 +199,7 @@ impl Packer {
             }
             self.max_oid = Some(self.max_oid.map_or(oid.0, |m| m.max(oid.0)));
             shelf::encode_item(oid, &rec, &mut self.buf);
+            self.copied += 1;
             if self.buf.len() >= FLUSH_BYTES {
                 self.flush()?;
             }

@@ -76,6 +76,15 @@ const MAX_PROBLEMS: usize = 1000;
 /// Structural problems are listed in the report; the error case is for a
 /// file that cannot be read at all.
 pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
+    verify_with_progress(path, &mut |_| {})
+}
+
+/// [`verify`], calling `progress` with the number of records checked so far
+/// (every 10 000 records and at the end).
+pub fn verify_with_progress(
+    path: impl AsRef<Path>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<VerifyReport> {
     let path = path.as_ref();
     let file = File::open(path).map_err(|e| io_err(format!("opening {}", path.display()), e))?;
     let io = StdFileIo::new(file);
@@ -229,7 +238,10 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
     current.extend(index.iter().map(|(o, at)| (*o, *at)));
     current.sort_unstable_by_key(|(_, at)| *at);
     report.objects = current.len() as u64;
-    for (oid, at) in current {
+    for (done, (oid, at)) in current.into_iter().enumerate() {
+        if done % 10_000 == 0 {
+            progress(done as u64);
+        }
         let rec = match shelf::read_record(&io, at, oid, report.file_len) {
             Ok(rec) => rec,
             Err(Error::Storage(StorageError::Corrupt { offset, message })) => {
@@ -256,6 +268,7 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
             Err(e) => report.problem(at, e.to_string()),
         }
     }
+    progress(report.objects);
     Ok(report)
 }
 
