@@ -54,7 +54,7 @@ pub use error::{ConflictError, ConflictKind, Error, Result};
 pub use hub::Hub;
 pub use oid::Oid;
 pub use persistent::{MergeConflict, PRef, Persistent, Status};
-pub use storage::{ClientStorage, MemoryStorage, Storage};
+pub use storage::{ClientStorage, FileOptions, FileStorage, FsyncPolicy, MemoryStorage, Storage};
 
 /// Paths used by the code `#[derive(Persistent)]` generates. Not public API.
 #[doc(hidden)]

@@ -22,6 +22,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
 use std::rc::{Rc, Weak};
 
+/// Loads of one oid tried while others keep committing it.
+const LOAD_ATTEMPTS: usize = 16;
+
 /// At most this many prefetched records wait to be used.
 const MAX_PREFETCHED: usize = 100_000;
 
@@ -68,6 +71,12 @@ impl Connection {
         Ok(Connection::new(crate::storage::ClientStorage::connect(
             address,
         )?))
+    }
+
+    /// A connection over the file at `path` (created when missing), a
+    /// [`FileStorage`](crate::FileStorage) with the default options.
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Connection> {
+        Ok(Connection::new(crate::storage::FileStorage::open(path)?))
     }
 
     /// A connection over a boxed storage with a cache of `cache_size` objects.
@@ -276,15 +285,20 @@ impl ConnInner {
         if let Some(record) = self.take_prefetched(oid) {
             return Ok(record);
         }
-        let loaded = self.storage.borrow_mut().load(oid);
-        match loaded {
-            Err(Error::Conflict(_)) => {
-                let invalid = self.storage.borrow_mut().sync()?;
-                self.handle_invalidations(&invalid, Some(oid))?;
-                self.storage.borrow_mut().load(oid)
+        // Others may commit the object again between our sync and load:
+        // each round either loads it, or syncs (a read conflict if anything
+        // used in this transaction changed), a bounded number of times.
+        for _ in 0..LOAD_ATTEMPTS {
+            let loaded = self.storage.borrow_mut().load(oid);
+            match loaded {
+                Err(Error::Conflict(_)) => {
+                    let invalid = self.storage.borrow_mut().sync()?;
+                    self.handle_invalidations(&invalid, Some(oid))?;
+                }
+                other => return other,
             }
-            other => other,
         }
+        Err(Error::read_conflict(oid))
     }
 
     /// A prefetched record of `oid`. When `oid` waits in `ahead`, it is

@@ -10,12 +10,14 @@ pub use inspect::{census, referrers, show, traverse, ClassCount};
 pub use json::record_json;
 pub use progress::Progress;
 
-use crate::error::{Error, Result, StorageError};
+use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::net::Address;
 use crate::protocol::{QuitRequest, Request};
 use crate::server::{Server, ServerConfig};
-use crate::storage::{ClientStorage, MemoryStorage, Storage};
+pub use crate::storage::FsyncPolicy;
+
+use crate::storage::{ClientStorage, FileOptions, FileStorage, MemoryStorage, Storage};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -29,16 +31,6 @@ pub enum Target {
     Server(Address),
 }
 
-/// When commits are made durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FsyncPolicy {
-    /// fsync before acknowledging every commit (commits share fsyncs).
-    #[default]
-    Always,
-    /// Never fsync (as Python Durus): faster, not crash-safe.
-    Never,
-}
-
 /// Opens the storage of `target`.
 pub fn open_storage(target: &Target, fsync: FsyncPolicy) -> Result<Box<dyn Storage>> {
     match target {
@@ -47,11 +39,11 @@ pub fn open_storage(target: &Target, fsync: FsyncPolicy) -> Result<Box<dyn Stora
     }
 }
 
-fn open_file(path: &std::path::Path, _fsync: FsyncPolicy) -> Result<Box<dyn Storage>> {
-    Err(Error::Storage(StorageError::Other(format!(
-        "cannot open {}: this build has no file storage yet",
-        path.display()
-    ))))
+fn open_file(path: &std::path::Path, fsync: FsyncPolicy) -> Result<Box<dyn Storage>> {
+    Ok(Box::new(FileStorage::open_with(
+        path,
+        FileOptions::new().fsync(fsync),
+    )?))
 }
 
 /// What `durus serve` does.
