@@ -2,15 +2,18 @@
 //! commits, aborts and cache shrinks, on every storage.
 
 mod collections_common;
+mod support;
 
 use collections_common::{model_run, tree_of};
+use durus_core::storage::FileStorage;
 use durus_core::{Connection, Hub, MemoryStorage, Result};
+use support::Scratch;
 
 #[test]
 fn btree_matches_a_btreemap_on_memory_storage() -> Result<()> {
     for seed in [1, 2, 3, 42] {
         let hub = Hub::new(MemoryStorage::new());
-        let (max, last) = model_run(seed, 6_000, 3_000, &|| Connection::new(hub.storage()))?;
+        let (max, last, _) = model_run(seed, 6_000, 3_000, &|| Connection::new(hub.storage()))?;
         assert!(max >= 3 && last < max, "depths {max} {last}");
     }
     Ok(())
@@ -21,8 +24,36 @@ fn btree_matches_a_btreemap_in_a_tiny_key_space() -> Result<()> {
     // Few keys: the tree grows and shrinks through one and two levels often.
     for seed in [7, 8] {
         let hub = Hub::new(MemoryStorage::new());
-        let (max, last) = model_run(seed, 4_000, 80, &|| Connection::new(hub.storage()))?;
+        let (max, last, _) = model_run(seed, 4_000, 80, &|| Connection::new(hub.storage()))?;
         assert_eq!((max, last), (2, 1));
+    }
+    Ok(())
+}
+
+#[test]
+fn btree_matches_a_btreemap_on_file_storage() -> Result<()> {
+    let dir = Scratch::new("btree-model");
+    for seed in [11, 12] {
+        let path = dir.path(&format!("model-{seed}.durus"));
+        let model = {
+            let hub = Hub::new(FileStorage::open(&path)?);
+            let (max, _, model) =
+                model_run(seed, 6_000, 3_000, &|| Connection::new(hub.storage()))?;
+            assert!(
+                max >= 3,
+                "seed {seed}: depth {max}, {} entries",
+                model.len()
+            );
+            hub.close()?;
+            model
+        };
+        // The file, opened again, holds the tree as last committed.
+        let conn = Connection::open(&path)?;
+        let tree = tree_of(&conn)?;
+        tree.verify()?;
+        assert_eq!(tree.len()?, model.len() as u64);
+        let all: Vec<(u64, String)> = tree.iter().collect::<Result<_>>()?;
+        assert!(all.into_iter().eq(model.into_iter()));
     }
     Ok(())
 }

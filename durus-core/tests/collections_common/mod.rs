@@ -164,13 +164,14 @@ fn valid(lo: Bound<u64>, hi: Bound<u64>) -> bool {
 /// Random inserts, removes, gets and ranges on a tree, checked against a
 /// `BTreeMap`, with commits, aborts (the model rolls back too) and cache
 /// shrinks interleaved. `reopen` makes a fresh connection on the same data.
-/// Returns the largest depth the tree reached and its final depth.
+/// Returns the largest depth the tree reached, its final depth and the
+/// final (committed) model.
 pub fn model_run(
     seed: u64,
     steps: usize,
     space: u64,
     reopen: &dyn Fn() -> Connection,
-) -> Result<(usize, usize)> {
+) -> Result<(usize, usize, BTreeMap<u64, String>)> {
     let mut max_depth = 0;
     let mut rng = Rng::new(seed);
     let conn = reopen();
@@ -279,5 +280,5 @@ pub fn model_run(
     assert!(all
         .into_iter()
         .eq(model.iter().rev().map(|(k, v)| (*k, v.clone()))));
-    Ok((max_depth, tree.depth()?))
+    Ok((max_depth, tree.depth()?, model))
 }
