@@ -1,8 +1,10 @@
 //! One change to a big BTree writes a handful of records, never the map.
 
 mod collections_common;
+mod support;
 
 use collections_common::{Counting, Rng};
+use durus_core::storage::FileStorage;
 use durus_core::{BTree, Connection, MemoryStorage, PRef, Persistent, Result};
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +80,64 @@ fn one_insert_writes_a_handful_of_records() -> Result<()> {
     conn.commit()?;
     let (r, _) = counts.last();
     assert!(r <= 2 + 3 * depth, "{r} records for one removal");
+    tree.verify()?;
+    Ok(())
+}
+
+#[test]
+fn one_insert_into_a_file_grows_it_by_a_leaf() -> Result<()> {
+    let dir = support::Scratch::new("btree-records");
+    let path = dir.path("records.durus");
+    let n = 100_000u64;
+    let (storage, counts) = Counting::new(FileStorage::open(&path)?);
+    let conn = Connection::new(storage);
+    let root: PRef<Root> = conn.root()?;
+    let tree = root.read()?.tree.clone();
+    let mut rng = Rng::new(9);
+    let mut keys: Vec<u64> = (0..n).map(|k| k * 2).collect();
+    for i in (1..keys.len()).rev() {
+        keys.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    for batch in keys.chunks(20_000) {
+        for k in batch {
+            tree.insert(*k, *k)?;
+        }
+        conn.commit()?;
+    }
+    let depth = tree.depth()? as u64;
+    let file_len = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let before = file_len();
+    let commits = 100;
+    let mut worst = 0;
+    let mut added = std::collections::BTreeSet::new();
+    for i in 0..commits {
+        let k = rng.below(2 * n) | 1;
+        added.insert(k);
+        tree.insert(k, i)?;
+        conn.commit()?;
+        worst = worst.max(counts.last().0);
+    }
+    let grown = file_len() - before;
+    assert!(
+        worst <= 2 + 3 * depth,
+        "worst {worst} records for one insert"
+    );
+    assert!(
+        grown / commits < 2_000,
+        "{} bytes per insert",
+        grown / commits
+    );
+    println!(
+        "file of {before} bytes for {n} entries; one insert adds {} bytes, {worst} records at most",
+        grown / commits
+    );
+    drop(tree);
+    drop(root);
+    drop(conn);
+    let conn = Connection::new(FileStorage::open(&path)?);
+    let root: PRef<Root> = conn.root()?;
+    let tree = root.read()?.tree.clone();
+    assert_eq!(tree.len()?, n + added.len() as u64);
     tree.verify()?;
     Ok(())
 }
