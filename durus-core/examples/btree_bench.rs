@@ -2,18 +2,24 @@
 //! traversal), with Item(n, S(n)) values as in `bench/WORKLOADS.md`.
 //!
 //! ```text
-//! cargo run --release -p durus-core --example btree_bench -- [N] [memory|FILE]
+//! cargo run --release -p durus-core --example btree_bench -- [N] [memory|file|file-fsync] [DIR]
 //! ```
 //!
 //! N defaults to 1 000 000; the commit batch is 1 000 and the cache 10 000
 //! objects while inserting, N + 10 000 while reading. The storage is a
-//! `MemoryStorage` behind a hub; a counting adapter reports the records and
-//! bytes that commits write. Timed regions exclude building the strings.
+//! `MemoryStorage` or a `FileStorage` in DIR (default: the temporary
+//! directory; `file` does not fsync, like Python Durus, `file-fsync` does
+//! on every commit), behind a hub; a counting adapter reports the records
+//! and bytes that commits write. Timed regions exclude building the
+//! strings. For a file, the traversal runs on the file opened again.
 
 use durus_core::bench::data::item_string;
-use durus_core::storage::{CommitHandler, Durability, Storage};
-use durus_core::{BTree, Connection, Hub, MemoryStorage, Oid, PRef, Persistent, Result};
+use durus_core::storage::{CommitHandler, Durability, FileOptions, FsyncPolicy, Storage};
+use durus_core::{
+    BTree, Connection, FileStorage, Hub, MemoryStorage, Oid, PRef, Persistent, Result,
+};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,13 +46,13 @@ struct Root {
 }
 
 /// Counts the records and bytes stored by commits.
-struct Counting<S> {
-    inner: S,
+struct Counting {
+    inner: Box<dyn Storage>,
     records: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
 }
 
-impl<S: Storage> Storage for Counting<S> {
+impl Storage for Counting {
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
         self.inner.load(oid)
     }
@@ -73,6 +79,9 @@ impl<S: Storage> Storage for Counting<S> {
     fn pack(&mut self) -> Result<()> {
         self.inner.pack()
     }
+    fn close(&mut self) -> Result<()> {
+        self.inner.close()
+    }
 }
 
 fn main() -> Result<()> {
@@ -80,14 +89,36 @@ fn main() -> Result<()> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    let mode = std::env::args().nth(2).unwrap_or_else(|| "memory".into());
+    let dir = std::env::args()
+        .nth(3)
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let path = dir.join(format!("btree-bench-{}.durus", std::process::id()));
+    let policy = match mode.as_str() {
+        "memory" => None,
+        "file" => Some(FsyncPolicy::Never),
+        "file-fsync" => Some(FsyncPolicy::Always),
+        other => {
+            eprintln!("unknown storage {other}: memory, file or file-fsync");
+            std::process::exit(2);
+        }
+    };
+    let open = || -> Result<Box<dyn Storage>> {
+        Ok(match policy {
+            None => Box::new(MemoryStorage::new()),
+            Some(p) => Box::new(FileStorage::open_with(&path, FileOptions::new().fsync(p))?),
+        })
+    };
     let batch = 1_000;
     let records = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
-    let hub = Hub::new(Counting {
-        inner: MemoryStorage::new(),
+    let mut hub = Hub::new(Counting {
+        inner: open()?,
         records: records.clone(),
         bytes: bytes.clone(),
     });
+    println!("storage: {mode}");
     let strings: Vec<String> = (0..n).map(item_string).collect();
 
     // W1: insert N items, committing every 1 000.
@@ -149,6 +180,22 @@ fn main() -> Result<()> {
     drop(root);
     drop(parent);
     drop(conn);
+    if policy.is_some() {
+        hub.close()?;
+        drop(hub);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let start = Instant::now();
+        hub = Hub::new(Counting {
+            inner: open()?,
+            records: records.clone(),
+            bytes: bytes.clone(),
+        });
+        println!(
+            "file: {size} bytes = {:.0} bytes/entry; opened again in {:.3} s",
+            size as f64 / n as f64,
+            start.elapsed().as_secs_f64()
+        );
+    }
 
     // W2: a cold full traversal from a new connection (its cache empty).
     let conn = Connection::with_cache_size(Box::new(hub.storage()), n as usize + 10_000);
@@ -197,6 +244,13 @@ fn main() -> Result<()> {
             start.elapsed().as_secs_f64() * 1e3,
             conn.load_count() - before
         );
+    }
+    drop(tree);
+    drop(root);
+    drop(conn);
+    hub.close()?;
+    if policy.is_some() {
+        let _ = std::fs::remove_file(&path);
     }
     Ok(())
 }
