@@ -150,8 +150,8 @@ fn eight_threads(hub: Hub) -> Result<()> {
     // A conflict needs a split (or a leaf that would overflow) within the
     // window of another thread's transaction: each split or overflow makes
     // at most the other seven threads retry (about 8 per node is typical
-    // on a file with fsync, where windows are long).
-    assert!(second.merges > 0);
+    // on a file with fsync, where windows are long). How many commits
+    // overlap, and so merge, depends on the scheduler.
     assert!(
         second.conflicts <= 2 * (THREADS - 1) * nodes,
         "{} conflicts for {nodes} nodes",
