@@ -111,3 +111,38 @@ fn iterating_a_prefix_loads_only_its_path() -> Result<()> {
     assert!(nodes > 600, "{nodes} nodes");
     Ok(())
 }
+
+#[test]
+fn an_iterator_survives_commits_and_evictions() -> Result<()> {
+    let hub = Hub::new(MemoryStorage::new());
+    let conn = Connection::new(hub.storage());
+    let tree = tree_of(&conn)?;
+    for k in 0..3_000u64 {
+        tree.insert(k, k.to_string())?;
+    }
+    conn.commit()?;
+    let mut it = tree.iter();
+    let mut back = tree.iter().rev();
+    let mut seen = Vec::new();
+    let mut seen_back = Vec::new();
+    for round in 0..30 {
+        for _ in 0..50 {
+            if let Some(e) = it.next() {
+                seen.push(e?.0);
+            }
+            if let Some(e) = back.next() {
+                seen_back.push(e?.0);
+            }
+        }
+        // The nodes on both paths become ghosts (the cache keeps what the
+        // last transaction used, so two commits); the iterators reload them.
+        conn.set_cache_size(1 + round % 3);
+        conn.commit()?;
+        conn.commit()?;
+        assert!(conn.loaded_count() <= 3);
+    }
+    assert!(conn.load_count() > 30 * 4, "paths were reloaded");
+    assert_eq!(seen, (0..1_500).collect::<Vec<_>>());
+    assert_eq!(seen_back, (1_500..3_000).rev().collect::<Vec<_>>());
+    Ok(())
+}
