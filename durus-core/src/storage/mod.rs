@@ -8,10 +8,12 @@
 mod client;
 pub mod file;
 mod memory;
+mod transaction;
 
 pub use client::ClientStorage;
 pub use file::{FileOptions, FileStorage, FsyncPolicy};
 pub use memory::MemoryStorage;
+pub(crate) use transaction::ClientTransaction;
 
 use crate::error::Result;
 use crate::oid::Oid;
