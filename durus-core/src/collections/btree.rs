@@ -476,20 +476,27 @@ fn shift_right<K: Key, V: Value>(parent: &NodeRef<K, V>, j: usize) -> Result<()>
             .ok_or_else(|| corrupt(&lower, "empty sibling"))?;
         (item, sub)
     };
-    let sep = {
-        let mut p = parent.write()?;
-        let slot = p
-            .items
-            .get_mut(j)
-            .ok_or_else(|| corrupt(parent, "missing separator"))?;
-        std::mem::replace(slot, item)
-    };
+    let sep = replace_separator(parent, j, item)?;
     let mut u = upper.write()?;
     u.items.insert(0, sep);
     if let Some(sub) = sub {
         u.nodes.insert(0, sub);
     }
     Ok(())
+}
+
+/// Puts `item` in place of separator `j` of `parent`, returning the old one.
+fn replace_separator<K: Key, V: Value>(
+    parent: &NodeRef<K, V>,
+    j: usize,
+    item: (K, V),
+) -> Result<(K, V)> {
+    let mut p = parent.write()?;
+    let slot = p
+        .items
+        .get_mut(j)
+        .ok_or_else(|| corrupt(parent, "missing separator"))?;
+    Ok(std::mem::replace(slot, item))
 }
 
 /// Moves the first entry of child `j + 1` up into `parent` and the
@@ -508,14 +515,7 @@ fn shift_left<K: Key, V: Value>(parent: &NodeRef<K, V>, j: usize) -> Result<()> 
         };
         (u.items.remove(0), sub)
     };
-    let sep = {
-        let mut p = parent.write()?;
-        let slot = p
-            .items
-            .get_mut(j)
-            .ok_or_else(|| corrupt(parent, "missing separator"))?;
-        std::mem::replace(slot, item)
-    };
+    let sep = replace_separator(parent, j, item)?;
     let mut l = lower.write()?;
     l.items.push(sep);
     if let Some(sub) = sub {
