@@ -54,14 +54,14 @@ fn mutated_records_load_or_fail_cleanly() -> durus_core::Result<()> {
             let mut bad = rec.clone();
             // Keep the oid and length prefix sane half of the time, so the
             // decoder (not only the framing check) sees the damage.
-            let start = if round % 2 == 0 { 12 } else { 0 };
+            let start = if round.is_multiple_of(2) { 12 } else { 0 };
             for _ in 0..1 + rng.next_u64() % 4 {
                 if bad.len() > start {
                     let at = start + (rng.next_u64() as usize) % (bad.len() - start);
                     bad[at] = rng.next_u64() as u8;
                 }
             }
-            if rng.next_u64() % 5 == 0 {
+            if rng.next_u64().is_multiple_of(5) {
                 let cut = (rng.next_u64() as usize) % (bad.len() + 1);
                 bad.truncate(cut);
             }
