@@ -48,7 +48,7 @@ fn mutated_records_load_or_fail_cleanly() -> durus_core::Result<()> {
     assert!(originals.len() >= 5, "the graph has several records");
     let mut rng = SplitMix64::new(7);
     let (mut loaded, mut refused) = (0, 0);
-    for round in 0..300 {
+    for round in 0..300u32 {
         let mut records = Vec::new();
         for (oid, rec) in &originals {
             let mut bad = rec.clone();
