@@ -2,4 +2,5 @@
 //! Each program in `examples/` is a thin `main` around one module here.
 
 pub mod bank;
+pub mod notes;
 pub mod quickstart;
