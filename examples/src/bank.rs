@@ -220,7 +220,11 @@ impl Rng {
 /// (started as `client_program --client ...`), and the check of the total.
 /// Writes what it sees to `out`. The report says whether the total is
 /// right; errors are failures to run at all.
-pub fn run(options: &Options, client_program: &Path, out: &mut dyn Write) -> Result<Report, BoxError> {
+pub fn run(
+    options: &Options,
+    client_program: &Path,
+    out: &mut dyn Write,
+) -> Result<Report, BoxError> {
     let path = temp_path();
     let result = run_on(options, client_program, &path, out);
     let _ = std::fs::remove_file(&path);
@@ -403,7 +407,9 @@ fn run_clients(
                     }
                     match text.lines().rev().find_map(ClientReport::parse) {
                         Some(r) if status.success() => reports.push(r),
-                        _ => failures.push(format!("client {id} failed ({status}): {}", text.trim())),
+                        _ => {
+                            failures.push(format!("client {id} failed ({status}): {}", text.trim()))
+                        }
                     }
                 }
                 Ok(None) => i += 1,
@@ -517,7 +523,8 @@ pub fn run_client(options: &ClientOptions, out: &mut dyn Write) -> Result<Client
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let applied = apply(&op, &accounts, &me).and_then(|moved| conn.commit().map(|()| moved));
+            let applied =
+                apply(&op, &accounts, &me).and_then(|moved| conn.commit().map(|()| moved));
             match applied {
                 Ok(_) => {
                     report.commits += 1;

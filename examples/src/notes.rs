@@ -20,7 +20,7 @@
 //! Dates are calendar dates without a time zone. `add` takes today's date
 //! in UTC, from the system clock, unless `--date` gives one.
 
-use durus_core::{BTree, Connection, PRef, PersistentSet, Persistent};
+use durus_core::{BTree, Connection, PRef, Persistent, PersistentSet};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -293,9 +293,7 @@ pub fn parse(args: &[String]) -> Result<(Option<PathBuf>, Command), NotesError> 
         "add" => {
             allow(&["--tag", "--date"])?;
             let [text] = positional[..] else {
-                return Err(usage(
-                    "add takes one TEXT (quote a text of several words)",
-                ));
+                return Err(usage("add takes one TEXT (quote a text of several words)"));
             };
             if text.trim().is_empty() {
                 return Err(usage("the note's text is empty"));
@@ -354,11 +352,7 @@ pub fn parse(args: &[String]) -> Result<(Option<PathBuf>, Command), NotesError> 
             Command::Find { tag, from, to }
         }
         "help" => Command::Help,
-        other => {
-            return Err(NotesError::NoCommand(format!(
-                "unknown command {other:?}"
-            )))
-        }
+        other => return Err(NotesError::NoCommand(format!("unknown command {other:?}"))),
     };
     Ok((db, command))
 }
@@ -521,12 +515,18 @@ mod tests {
 
     #[test]
     fn dates_parse_and_count_from_the_epoch() {
-        assert_eq!(Date::from_days_since_epoch(0), Date::new(1970, 1, 1).unwrap());
+        assert_eq!(
+            Date::from_days_since_epoch(0),
+            Date::new(1970, 1, 1).unwrap()
+        );
         assert_eq!(
             Date::from_days_since_epoch(19_782),
             Date::new(2024, 2, 29).unwrap()
         );
-        assert_eq!(Date::from_days_since_epoch(-1), Date::new(1969, 12, 31).unwrap());
+        assert_eq!(
+            Date::from_days_since_epoch(-1),
+            Date::new(1969, 12, 31).unwrap()
+        );
         assert_eq!(Date::parse("2024-02-29").unwrap().to_string(), "2024-02-29");
         assert!(Date::parse("2023-02-29").is_err());
         assert!(Date::parse("2024-13-01").is_err());
