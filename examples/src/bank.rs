@@ -322,7 +322,7 @@ fn open_and_run_clients(
     for c in &report.clients {
         writeln!(
             out,
-            "client {}: {} deposits ({}), {} transfers, {} commits, {} merges, {} conflicts",
+            "client {}: {} deposits ({}), {} transfers, {} commits, {} objects merged, {} conflicts",
             c.id, c.deposits, c.deposited, c.transfers, c.commits, c.merges, c.conflicts
         )?;
     }
@@ -337,7 +337,7 @@ fn open_and_run_clients(
     )?;
     writeln!(
         out,
-        "commits {}, merges {}, conflicts {}",
+        "commits {}, objects merged {}, conflicts {}",
         report.commits, report.merges, report.conflicts
     )?;
     Ok(report)

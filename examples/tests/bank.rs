@@ -93,7 +93,7 @@ fn bank_clients_keep_the_total_exact() {
         })
         .sum();
     assert_eq!(client_deposits, deposits, "{out}");
-    assert!(out.contains("commits 120, merges "), "{out}");
+    assert!(out.contains("commits 120, objects merged "), "{out}");
 }
 
 #[test]
