@@ -199,3 +199,101 @@ fn python_durus_stop_command_stops_our_server() {
     }
     assert!(server.stop());
 }
+
+/// Python Durus's own server (`durus -s`) on `file`, stopped on drop by
+/// its `Q` command, or killed by pid if it does not exit in time.
+struct PythonServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PythonServer {
+    fn start(file: &std::path::Path) -> PythonServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(support::durus_python())
+            .args(["-m", "durus", "-s", "--host", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .arg("--file")
+            .arg(file)
+            .args(["--logginglevel", "30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python durus -s");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "python durus -s did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PythonServer { child, port }
+    }
+
+    fn stop(mut self) {
+        use std::io::Write;
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = s.write_all(b"Q");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const WRITE_AND_CHECK: &str = r#"
+import sys
+from durus.client_storage import ClientStorage
+from durus.connection import Connection
+from durus.persistent_dict import PersistentDict
+port, key, expect = int(sys.argv[1]), sys.argv[2], sys.argv[3].split(',') if sys.argv[3] else []
+c = Connection(ClientStorage(host='127.0.0.1', port=port))
+root = c.get_root()
+for k in expect:
+    assert root[k]['who'] == k, (k, dict(root[k]))
+    assert root[k]['n'] == len(k), k
+root[key] = PersistentDict(who=key, n=len(key))
+c.commit()
+print('ok', sorted(root.keys()))
+"#;
+
+#[test]
+fn files_move_between_python_durus_server_and_ours() {
+    let dir = support::Scratch::new("server-files");
+    let file = dir.path("shared.durus");
+    let run = |port: u16, key: &str, expect: &str| {
+        support::run_python(WRITE_AND_CHECK, &[&port.to_string(), key, expect])
+    };
+
+    let python = PythonServer::start(&file);
+    run(python.port, "python1", "");
+    python.stop();
+
+    let file_arg = file.to_str().expect("utf-8 path");
+    let mut ours = ChildServer::start(&["--file", file_arg]);
+    let out = run(ours.port, "ours", "python1");
+    assert!(out.contains("'ours', 'python1'"), "{out}");
+    assert!(ours.stop(), "our server exits cleanly");
+
+    let python = PythonServer::start(&file);
+    let out = run(python.port, "python2", "python1,ours");
+    python.stop();
+    assert!(out.contains("'ours', 'python1', 'python2'"), "{out}");
+
+    let verified = Command::new(env!("CARGO_BIN_EXE_durus"))
+        .args(["verify", "--file", file_arg])
+        .output()
+        .expect("run durus verify");
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+}
