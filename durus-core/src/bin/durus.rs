@@ -68,6 +68,9 @@ enum BenchCommand {
         request: usize,
         #[arg(long, default_value_t = 120)]
         reply: usize,
+        /// Connections doing round trips at once.
+        #[arg(long, default_value_t = 1)]
+        pairs: usize,
     },
     /// One W4/W5 client process (started by `w4` and `w5`).
     #[command(hide = true)]
@@ -296,7 +299,11 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
             rounds,
             request,
             reply,
-        } => println!("RESULT {}", bench::pingpong::run(rounds, request, reply)?),
+            pairs,
+        } => println!(
+            "RESULT {}",
+            bench::pingpong::run(rounds, request, reply, pairs)?
+        ),
         BenchCommand::Worker(a) => {
             let server = match (a.server, a.port) {
                 (Some(s), _) => s,
