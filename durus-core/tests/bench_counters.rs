@@ -4,6 +4,11 @@
 
 mod support;
 
+#[path = "../src/bin/durus/bench_model.rs"]
+#[allow(dead_code)]
+mod bench_model;
+
+use bench_model::Model;
 use durus_core::bench::counters::{self, Mode, Variant};
 use durus_core::bench::procs::{self, WorkerOutput};
 use std::path::Path;
@@ -55,9 +60,9 @@ fn run_workers(
 fn eight_processes_increment_a_merge_counter_to_exactly_4000_without_conflicts() {
     let mut server = ChildServer::start(&[]);
     let address = server.address.clone();
-    counters::setup(&address, Mode::W5, Variant::Merge, 1).expect("setup");
+    counters::setup::<Model>(&address, Mode::W5, Variant::Merging, 1).expect("setup");
     let start_at = procs::wall_now() + 1.5;
-    let results = run_workers(&address, Variant::Merge, 8, 500, None, start_at);
+    let results = run_workers(&address, Variant::Merging, 8, 500, None, start_at);
     assert_eq!(results.len(), 8);
     for r in &results {
         assert_eq!(r.int("ok"), 500, "every worker made its 500 increments");
@@ -65,7 +70,7 @@ fn eight_processes_increment_a_merge_counter_to_exactly_4000_without_conflicts()
     }
     let merges: u64 = results.iter().map(|r| r.int("merges")).sum();
     assert!(merges > 0, "concurrent commits were merged, not serialized");
-    let value = counters::counter_value(&address, Variant::Merge, "hot").expect("value");
+    let value = counters::counter_value::<Model>(&address, Variant::Merging, "hot").expect("value");
     assert_eq!(value, 4000);
     assert!(server.stop());
 }
@@ -137,7 +142,7 @@ fn python_clients_retrying_conflicts_and_rust_clients_merging_lose_nothing() {
     // merge counter lives under an oid of its own.
     let out = support::run_python(&format!("{PY_MODEL}{PY_SETUP}"), &[&port]);
     assert_eq!(out.trim(), "ok");
-    let oid = counters::store_detached(&address, Variant::Merge).expect("rust counter");
+    let oid = counters::store_detached::<Model>(&address, Variant::Merging).expect("rust counter");
 
     let rounds = 200;
     let start_at = procs::wall_now() + 3.0;
@@ -158,7 +163,7 @@ fn python_clients_retrying_conflicts_and_rust_clients_merging_lose_nothing() {
                 .expect("start python worker")
         })
         .collect();
-    let rust = run_workers(&address, Variant::Merge, 3, 300, Some(oid.0), start_at);
+    let rust = run_workers(&address, Variant::Merging, 3, 300, Some(oid.0), start_at);
     for p in python {
         let out = p.wait_with_output().expect("python worker");
         assert!(
@@ -172,7 +177,8 @@ fn python_clients_retrying_conflicts_and_rust_clients_merging_lose_nothing() {
         assert_eq!(r.int("ok"), 300);
         assert_eq!(r.int("conflicts"), 0);
     }
-    let value = counters::counter_value_at(&address, Variant::Merge, oid).expect("value");
+    let value =
+        counters::counter_value_at::<Model>(&address, Variant::Merging, oid).expect("value");
     assert_eq!(value, 900, "every Rust increment was kept");
     let out = support::run_python(
         &format!("{PY_MODEL}{PY_CHECK}"),

@@ -5,9 +5,12 @@
 //! The runner ([`run`]) starts the server, makes the counters, spawns the
 //! workers (`durus bench worker`), checks, stops the server and returns the
 //! result record. A worker ([`run_worker`]) is one client process.
+//!
+//! The persistent types (the root and the two kinds of counter) come from
+//! the program through [`CounterModel`]: the library defines none of its
+//! own, so none shows up among its users' types.
 
 use super::json::Record;
-use super::model::{BenchRoot, Counter, MergeCounter};
 use super::procs::{self, bench_error, CpuSnapshot, ServerProcess};
 use crate::error::{Error, Result};
 use crate::storage::ClientStorage;
@@ -24,6 +27,34 @@ pub const WORKER_CACHE_SIZE: usize = 1000;
 
 /// How long after the end of the timed region workers may take to exit.
 const WORKER_EXTRA_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A counter of the workloads: one integer, `value`, starting at 0.
+pub trait BenchCounter: Persistent + Default {
+    /// The current value.
+    fn value(&self) -> i64;
+    /// Adds one.
+    fn increment(&mut self);
+}
+
+/// The persistent types of a W4/W5 database: a root holding named
+/// counters of two kinds, a plain one (concurrent commits conflict) and a
+/// merging one (its `value` is `#[merge(sum)]`).
+pub trait CounterModel: 'static {
+    /// The root object.
+    type Root: Persistent + Default;
+    /// A counter whose concurrent commits conflict.
+    type Plain: BenchCounter;
+    /// A counter whose concurrent commits merge.
+    type Merging: BenchCounter;
+    /// The plain counter stored under `key`.
+    fn plain(root: &Self::Root, key: &str) -> Option<PRef<Self::Plain>>;
+    /// The merging counter stored under `key`.
+    fn merging(root: &Self::Root, key: &str) -> Option<PRef<Self::Merging>>;
+    /// Stores a plain counter under `key`.
+    fn insert_plain(root: &mut Self::Root, key: String, counter: PRef<Self::Plain>);
+    /// Stores a merging counter under `key`.
+    fn insert_merging(root: &mut Self::Root, key: String, counter: PRef<Self::Merging>);
+}
 
 /// Which workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +94,10 @@ impl Mode {
 /// How concurrent commits of a counter are handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
-    /// A plain [`Counter`]: a conflict is aborted and retried (Durus's way).
+    /// A plain counter: a conflict is aborted and retried (Durus's way).
     AbortRetry,
-    /// A [`MergeCounter`] (`#[merge(sum)]`): concurrent commits merge.
-    Merge,
+    /// A merging counter (`#[merge(sum)]`): concurrent commits merge.
+    Merging,
 }
 
 impl Variant {
@@ -74,7 +105,7 @@ impl Variant {
     pub fn name(self) -> &'static str {
         match self {
             Variant::AbortRetry => "abort-retry",
-            Variant::Merge => "merge",
+            Variant::Merging => "merge",
         }
     }
 
@@ -82,7 +113,7 @@ impl Variant {
     pub fn parse(name: &str) -> Option<Variant> {
         match name {
             "abort-retry" => Some(Variant::AbortRetry),
-            "merge" => Some(Variant::Merge),
+            "merge" => Some(Variant::Merging),
             _ => None,
         }
     }
@@ -158,9 +189,14 @@ impl WorkerOutcome {
 
 /// Makes the counters of a run in the root of the database at `address`:
 /// `c0`..`c<C-1>` (W4) or `hot` (W5), of the variant's type, at 0.
-pub fn setup(address: &str, mode: Mode, variant: Variant, clients: usize) -> Result<()> {
+pub fn setup<M: CounterModel>(
+    address: &str,
+    mode: Mode,
+    variant: Variant,
+    clients: usize,
+) -> Result<()> {
     let conn = Connection::connect(address)?;
-    let root: PRef<BenchRoot> = conn.root()?;
+    let root: PRef<M::Root> = conn.root()?;
     let keys: Vec<String> = match mode {
         Mode::W4 => (0..clients).map(|i| mode.key(i)).collect(),
         Mode::W5 => vec![mode.key(0)],
@@ -169,13 +205,8 @@ pub fn setup(address: &str, mode: Mode, variant: Variant, clients: usize) -> Res
         let mut r = root.write()?;
         for k in keys {
             match variant {
-                Variant::AbortRetry => {
-                    r.counters.insert(k, PRef::new(Counter::default()));
-                }
-                Variant::Merge => {
-                    r.merge_counters
-                        .insert(k, PRef::new(MergeCounter::default()));
-                }
+                Variant::AbortRetry => M::insert_plain(&mut r, k, PRef::new(M::Plain::default())),
+                Variant::Merging => M::insert_merging(&mut r, k, PRef::new(M::Merging::default())),
             }
         }
     }
@@ -183,29 +214,19 @@ pub fn setup(address: &str, mode: Mode, variant: Variant, clients: usize) -> Res
 }
 
 /// The value of the counter under `key` of the variant, in a new connection.
-pub fn counter_value(address: &str, variant: Variant, key: &str) -> Result<i64> {
+pub fn counter_value<M: CounterModel>(address: &str, variant: Variant, key: &str) -> Result<i64> {
     let conn = Connection::connect(address)?;
-    let root: PRef<BenchRoot> = conn.root()?;
+    let root: PRef<M::Root> = conn.root()?;
     let missing = || bench_error(format!("no counter {key:?} in the root"));
     let value = match variant {
         Variant::AbortRetry => {
-            let c = root
-                .read()?
-                .counters
-                .get(key)
-                .cloned()
-                .ok_or_else(missing)?;
-            let v = c.read()?.value;
+            let c = M::plain(&*root.read()?, key).ok_or_else(missing)?;
+            let v = c.read()?.value();
             v
         }
-        Variant::Merge => {
-            let c = root
-                .read()?
-                .merge_counters
-                .get(key)
-                .cloned()
-                .ok_or_else(missing)?;
-            let v = c.read()?.value;
+        Variant::Merging => {
+            let c = M::merging(&*root.read()?, key).ok_or_else(missing)?;
+            let v = c.read()?.value();
             v
         }
     };
@@ -215,18 +236,20 @@ pub fn counter_value(address: &str, variant: Variant, key: &str) -> Result<i64> 
 /// Stores a new counter of the variant at 0 under a new oid, reachable
 /// from nothing (for databases whose root is not ours, e.g. one a Python
 /// client made). Returns its oid.
-pub fn store_detached(address: &str, variant: Variant) -> Result<Oid> {
+pub fn store_detached<M: CounterModel>(address: &str, variant: Variant) -> Result<Oid> {
     use crate::storage::{NoConflicts, Storage};
     let mut storage = ClientStorage::connect(address)?;
     let oid = storage.new_oid()?;
     let data = match variant {
-        Variant::AbortRetry => {
-            crate::encoding::encode(Some(oid), Counter::CLASS_NAME, &Counter::default())
-        }
-        Variant::Merge => crate::encoding::encode(
+        Variant::AbortRetry => crate::encoding::encode(
             Some(oid),
-            MergeCounter::CLASS_NAME,
-            &MergeCounter::default(),
+            <M::Plain as Persistent>::CLASS_NAME,
+            &M::Plain::default(),
+        ),
+        Variant::Merging => crate::encoding::encode(
+            Some(oid),
+            <M::Merging as Persistent>::CLASS_NAME,
+            &M::Merging::default(),
         ),
     }
     .map_err(Error::Encoding)?;
@@ -239,11 +262,11 @@ pub fn store_detached(address: &str, variant: Variant) -> Result<Oid> {
 }
 
 /// The value of a counter of the variant stored under `oid`.
-pub fn counter_value_at(address: &str, variant: Variant, oid: Oid) -> Result<i64> {
+pub fn counter_value_at<M: CounterModel>(address: &str, variant: Variant, oid: Oid) -> Result<i64> {
     let conn = Connection::connect(address)?;
     let value = match variant {
-        Variant::AbortRetry => conn.get::<Counter>(oid)?.read()?.value,
-        Variant::Merge => conn.get::<MergeCounter>(oid)?.read()?.value,
+        Variant::AbortRetry => conn.get::<M::Plain>(oid)?.read()?.value(),
+        Variant::Merging => conn.get::<M::Merging>(oid)?.read()?.value(),
     };
     Ok(value)
 }
@@ -252,19 +275,18 @@ pub fn counter_value_at(address: &str, variant: Variant, oid: Oid) -> Result<i64
 /// counter, ends the transaction, sleeps until T0, then increments and
 /// commits until T0 + D (or `count` successes), aborting and retrying on
 /// conflicts.
-pub fn run_worker(opts: &WorkerOptions) -> Result<WorkerOutcome> {
+pub fn run_worker<M: CounterModel>(opts: &WorkerOptions) -> Result<WorkerOutcome> {
     let storage = ClientStorage::connect(&opts.server)?;
     let conn = Connection::with_cache_size(Box::new(storage), WORKER_CACHE_SIZE);
     let key = opts.mode.key(opts.idx);
     let outcome = match opts.variant {
         Variant::AbortRetry => {
-            let counter = find::<Counter>(&conn, opts.oid, |r| r.counters.get(&key).cloned())?;
-            increment_loop(&conn, &counter, opts, |c| c.value += 1)?
+            let counter = find::<M, M::Plain>(&conn, opts.oid, |r| M::plain(r, &key))?;
+            increment_loop(&conn, &counter, opts)?
         }
-        Variant::Merge => {
-            let counter =
-                find::<MergeCounter>(&conn, opts.oid, |r| r.merge_counters.get(&key).cloned())?;
-            increment_loop(&conn, &counter, opts, |c| c.value += 1)?
+        Variant::Merging => {
+            let counter = find::<M, M::Merging>(&conn, opts.oid, |r| M::merging(r, &key))?;
+            increment_loop(&conn, &counter, opts)?
         }
     };
     conn.abort()?;
@@ -272,26 +294,25 @@ pub fn run_worker(opts: &WorkerOptions) -> Result<WorkerOutcome> {
 }
 
 /// The counter under `oid`, or the one `pick` finds in the root.
-fn find<T: Persistent>(
+fn find<M: CounterModel, T: Persistent>(
     conn: &Connection,
     oid: Option<Oid>,
-    pick: impl Fn(&BenchRoot) -> Option<PRef<T>>,
+    pick: impl Fn(&M::Root) -> Option<PRef<T>>,
 ) -> Result<PRef<T>> {
     match oid {
         Some(oid) => conn.get::<T>(oid),
         None => {
-            let root: PRef<BenchRoot> = conn.root()?;
+            let root: PRef<M::Root> = conn.root()?;
             let found = pick(&*root.read()?);
             found.ok_or_else(|| bench_error("the counter is missing from the root"))
         }
     }
 }
 
-fn increment_loop<T: Persistent>(
+fn increment_loop<T: BenchCounter>(
     conn: &Connection,
     counter: &PRef<T>,
     opts: &WorkerOptions,
-    increment: impl Fn(&mut T),
 ) -> Result<WorkerOutcome> {
     counter.read()?; // load it
     conn.abort()?;
@@ -306,7 +327,7 @@ fn increment_loop<T: Persistent>(
     while ok < target && ok + conflicts < MAX_OPS && Instant::now() < end {
         let attempt = counter
             .write()
-            .map(|mut c| increment(&mut c))
+            .map(|mut c| c.increment())
             .and_then(|()| conn.commit());
         match attempt {
             Ok(()) => ok += 1,
@@ -329,7 +350,7 @@ fn increment_loop<T: Persistent>(
 
 /// Runs W4 or W5 as WORKLOADS.md defines it and returns its result record
 /// (already verified: `verified` says whether the check passed).
-pub fn run(mode: Mode, opts: &RunOptions) -> Result<Record> {
+pub fn run<M: CounterModel>(mode: Mode, opts: &RunOptions) -> Result<Record> {
     if opts.clients == 0 {
         return Err(bench_error("--c must be at least 1"));
     }
@@ -347,7 +368,7 @@ pub fn run(mode: Mode, opts: &RunOptions) -> Result<Record> {
         }
     };
     let address = server.address().to_string();
-    let outcome = run_on(mode, opts, &address);
+    let outcome = run_on::<M>(mode, opts, &address);
     server.sample_vmhwm();
     let stopped = server.stop();
     let (results, verified, final_value) = outcome?;
@@ -411,8 +432,8 @@ fn fsync_name(fsync: FsyncPolicy, storage: procs::StorageKind) -> &'static str {
 
 type RunOutcome = (Vec<WorkerOutcome>, bool, Option<i64>);
 
-fn run_on(mode: Mode, opts: &RunOptions, address: &str) -> Result<RunOutcome> {
-    setup(address, mode, opts.variant, opts.clients)?;
+fn run_on<M: CounterModel>(mode: Mode, opts: &RunOptions, address: &str) -> Result<RunOutcome> {
+    setup::<M>(address, mode, opts.variant, opts.clients)?;
     let start_at = procs::wall_now() + 1.5 + 0.4 * opts.clients as f64;
     let deadline = Instant::now()
         + Duration::from_secs_f64((start_at - procs::wall_now()).max(0.0) + opts.duration)
@@ -451,13 +472,13 @@ fn run_on(mode: Mode, opts: &RunOptions, address: &str) -> Result<RunOutcome> {
         Mode::W4 => {
             let mut all = true;
             for r in &results {
-                let v = counter_value(address, opts.variant, &mode.key(r.idx))?;
+                let v = counter_value::<M>(address, opts.variant, &mode.key(r.idx))?;
                 all &= v == r.ok as i64;
             }
             (all, None)
         }
         Mode::W5 => {
-            let v = counter_value(address, opts.variant, &mode.key(0))?;
+            let v = counter_value::<M>(address, opts.variant, &mode.key(0))?;
             let total: u64 = results.iter().map(|r| r.ok).sum();
             (v == total as i64, Some(v))
         }

@@ -4,16 +4,17 @@
 //!
 //! One module per workload (`w4`, `w5`, ...); what several share lives in
 //! `procs` (the server child, the worker children, CPU accounting),
-//! `counters` (the W4/W5 client loop and checks), `model` (the object
-//! shapes), `data` (deterministic inputs) and `json` (result lines).
+//! `counters` (the W4/W5 client loop and checks; the program supplies
+//! the persistent types), `data` (deterministic inputs) and `json` (result lines).
 
 pub mod counters;
 pub mod data;
 pub mod json;
-pub mod model;
 pub mod pingpong;
 pub mod procs;
 pub mod w4;
 pub mod w5;
 
-pub use counters::{Mode, RunOptions, Variant, WorkerOptions, WorkerOutcome};
+pub use counters::{
+    BenchCounter, CounterModel, Mode, RunOptions, Variant, WorkerOptions, WorkerOutcome,
+};

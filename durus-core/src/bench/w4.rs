@@ -3,11 +3,11 @@
 //! instant for D seconds. One op is one successful commit; the check is
 //! that each counter equals its client's successes.
 
-use super::counters::{self, Mode, RunOptions};
+use super::counters::{self, CounterModel, Mode, RunOptions};
 use super::json::Record;
 use crate::error::Result;
 
-/// Runs W4 and returns its result record.
-pub fn run(opts: &RunOptions) -> Result<Record> {
-    counters::run(Mode::W4, opts)
+/// Runs W4 on the types of `M` and returns its result record.
+pub fn run<M: CounterModel>(opts: &RunOptions) -> Result<Record> {
+    counters::run::<M>(Mode::W4, opts)
 }

@@ -6,11 +6,11 @@
 //! successful increment; the check is that the final value equals the sum
 //! of all successes (no lost update).
 
-use super::counters::{self, Mode, RunOptions};
+use super::counters::{self, CounterModel, Mode, RunOptions};
 use super::json::Record;
 use crate::error::Result;
 
-/// Runs W5 and returns its result record.
-pub fn run(opts: &RunOptions) -> Result<Record> {
-    counters::run(Mode::W5, opts)
+/// Runs W5 on the types of `M` and returns its result record.
+pub fn run<M: CounterModel>(opts: &RunOptions) -> Result<Record> {
+    counters::run::<M>(Mode::W5, opts)
 }

@@ -1,6 +1,10 @@
 //! The `durus` command: argument parsing only; the work is in
-//! `durus_core::tools` and `durus_core::server`.
+//! `durus_core::tools`, `durus_core::server` and `durus_core::bench`.
 
+#[path = "durus/bench_model.rs"]
+mod bench_model;
+
+use bench_model::Model;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use durus_core::bench::{self, Mode, RunOptions, Variant, WorkerOptions};
 use durus_core::net::{Address, UnixSocketOptions, DEFAULT_HOST, DEFAULT_PORT};
@@ -320,7 +324,7 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
                 duration: a.duration,
                 count: a.count,
             };
-            let outcome = bench::counters::run_worker(&opts)?;
+            let outcome = bench::counters::run_worker::<Model>(&opts)?;
             println!("RESULT {}", outcome.record());
         }
     }
@@ -342,8 +346,8 @@ fn counter_run(mode: Mode, a: CounterRunArgs) -> durus_core::Result<ExitCode> {
         exe,
     };
     let rec = match mode {
-        Mode::W4 => bench::w4::run(&opts)?,
-        Mode::W5 => bench::w5::run(&opts)?,
+        Mode::W4 => bench::w4::run::<Model>(&opts)?,
+        Mode::W5 => bench::w5::run::<Model>(&opts)?,
     };
     println!("RESULT {rec}");
     let verified = matches!(rec.get("verified"), Some(bench::json::Value::Bool(true)));
