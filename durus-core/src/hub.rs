@@ -8,7 +8,7 @@
 
 use crate::error::{Error, ProtocolError, Result, StorageError};
 use crate::oid::Oid;
-use crate::storage::{CommitHandler, Durability, NoConflicts, Storage};
+use crate::storage::{ClientTransaction, CommitHandler, Durability, NoConflicts, Storage};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -96,9 +96,7 @@ impl Hub {
     pub fn storage(&self) -> SharedStorage {
         SharedStorage {
             session: self.session(),
-            pending: Vec::new(),
-            oid_pool: Vec::new(),
-            transaction_oids: Vec::new(),
+            transaction: ClientTransaction::default(),
         }
     }
 
@@ -120,6 +118,12 @@ impl Hub {
         let out = f(state.storage.as_mut());
         state.sync_storage()?;
         out
+    }
+
+    /// Does one bounded step of a pack (see [`Storage::pack_step`]); commits
+    /// and loads of other sessions run between steps. `Ok(true)` when done.
+    pub fn pack_step(&self) -> Result<bool> {
+        self.with_storage(|s| s.pack_step())
     }
 
     /// Closes the storage; later operations fail.
@@ -310,10 +314,7 @@ impl CommitExchange<'_> {
 /// A [`Storage`] for one `Connection` over a [`Hub`], in this process.
 pub struct SharedStorage {
     session: Session,
-    pending: Vec<(Oid, Vec<u8>)>,
-    oid_pool: Vec<Oid>,
-    /// Oids taken from the pool in this transaction, returned on conflict.
-    transaction_oids: Vec<Oid>,
+    transaction: ClientTransaction,
 }
 
 const OID_BATCH: usize = 32;
@@ -347,68 +348,35 @@ impl Storage for SharedStorage {
     }
 
     fn new_oid(&mut self) -> Result<Oid> {
-        if self.oid_pool.is_empty() {
-            let mut batch = self.session.new_oids(OID_BATCH)?;
-            batch.reverse();
-            self.oid_pool = batch;
-        }
-        let oid = self
-            .oid_pool
-            .pop()
-            .ok_or_else(|| Error::Storage(StorageError::Other("no oid reserved".into())))?;
-        self.transaction_oids.push(oid);
-        Ok(oid)
+        let session = &self.session;
+        self.transaction.new_oid(|| session.new_oids(OID_BATCH))
     }
 
     fn begin(&mut self) {
-        self.pending.clear();
-        self.transaction_oids.clear();
+        self.transaction.begin();
     }
 
     fn store(&mut self, oid: Oid, record: Vec<u8>) -> Result<()> {
-        self.pending.push((oid, record));
+        self.transaction.store(oid, record);
         Ok(())
     }
 
     fn end(&mut self, handler: &mut dyn CommitHandler) -> Result<Durability> {
         let exchange = self.session.begin_commit()?;
-        let asked = match handler.invalidated(exchange.invalidations()) {
-            Ok(asked) => asked,
-            Err(e) => {
-                // As Durus's ClientStorage: the oids of this transaction go back to the pool.
-                self.oid_pool.extend(self.transaction_oids.drain(..).rev());
-                self.pending.clear();
-                return Err(e);
-            }
-        };
-        if !asked.is_empty() {
-            let current = exchange
-                .load_current(&asked)?
-                .into_iter()
-                .zip(&asked)
-                .filter_map(|(reply, oid)| match reply {
-                    LoadReply::Record(r) => Some((*oid, r)),
-                    _ => None,
-                })
-                .collect();
-            let merged = match handler.resolve(current) {
-                Ok(merged) => merged,
-                Err(e) => {
-                    self.oid_pool.extend(self.transaction_oids.drain(..).rev());
-                    self.pending.clear();
-                    return Err(e);
-                }
-            };
-            for (oid, record) in merged {
-                match self.pending.iter_mut().find(|(o, _)| *o == oid) {
-                    Some(slot) => slot.1 = record,
-                    None => self.pending.push((oid, record)),
-                }
-            }
-        }
-        let records = std::mem::take(&mut self.pending);
-        self.transaction_oids.clear();
-        let durability = exchange.commit(records)?;
+        // On an error the exchange is dropped, which abandons the commit.
+        self.transaction
+            .resolve(handler, exchange.invalidations(), |asked| {
+                let current = exchange.load_current(asked)?;
+                Ok(asked
+                    .iter()
+                    .zip(current)
+                    .filter_map(|(oid, reply)| match reply {
+                        LoadReply::Record(r) => Some((*oid, r)),
+                        _ => None,
+                    })
+                    .collect())
+            })?;
+        let durability = exchange.commit(self.transaction.take_records())?;
         durability.wait()?;
         Ok(Durability::done())
     }

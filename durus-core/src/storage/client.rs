@@ -1,7 +1,7 @@
 //! [`ClientStorage`]: a [`Storage`] that talks to a storage server (ours or
 //! Python Durus's) over the wire protocol of [`crate::protocol`].
 
-use super::{CommitHandler, Durability, Storage};
+use super::{ClientTransaction, CommitHandler, Durability, Storage};
 use crate::error::{Error, ProtocolError, Result, StorageError};
 use crate::net::{Address, Stream};
 use crate::oid::Oid;
@@ -26,10 +26,7 @@ pub struct ClientStorage {
     stream: Stream,
     reader: FrameReader<Stream>,
     out: Vec<u8>,
-    oid_pool: Vec<Oid>,
-    /// Oids taken from the pool in this transaction, returned on conflict.
-    transaction_oids: Vec<Oid>,
-    pending: Vec<(Oid, Vec<u8>)>,
+    transaction: ClientTransaction,
     closed: bool,
 }
 
@@ -53,9 +50,7 @@ impl ClientStorage {
             stream,
             reader: FrameReader::new(read_half, None),
             out: Vec::with_capacity(4096),
-            oid_pool: Vec::new(),
-            transaction_oids: Vec::new(),
-            pending: Vec::new(),
+            transaction: ClientTransaction::default(),
             closed: false,
         };
         storage.send(&Request::Version(VersionRequest {
@@ -123,9 +118,8 @@ impl ClientStorage {
 
     /// Gives the oids of an abandoned transaction back to the pool and tells
     /// the server the commit is off.
+    /// Tells the server this client gives up its commit.
     fn give_up(&mut self) -> Result<()> {
-        self.oid_pool.extend(self.transaction_oids.drain(..).rev());
-        self.pending.clear();
         CommitAnswer::Transaction(Vec::new()).encode(&mut self.out);
         self.flush_out()
     }
@@ -165,67 +159,46 @@ impl Storage for ClientStorage {
     }
 
     fn new_oid(&mut self) -> Result<Oid> {
-        if self.oid_pool.is_empty() {
+        let mut transaction = std::mem::take(&mut self.transaction);
+        let oid = transaction.new_oid(|| {
             self.send(&Request::NewOids(NewOidsRequest { count: OID_BATCH }))?;
-            let mut batch = self.read(|b| decode_fixed_oids(b, usize::from(OID_BATCH)))?;
-            batch.reverse();
-            self.oid_pool = batch;
-        }
-        let oid = self
-            .oid_pool
-            .pop()
-            .ok_or_else(|| Error::Storage(StorageError::Other("server gave no oid".into())))?;
-        self.transaction_oids.push(oid);
-        Ok(oid)
+            self.read(|b| decode_fixed_oids(b, usize::from(OID_BATCH)))
+        });
+        self.transaction = transaction;
+        oid
     }
 
     fn begin(&mut self) {
-        self.pending.clear();
-        self.transaction_oids.clear();
+        self.transaction.begin();
     }
 
     fn store(&mut self, oid: Oid, record: Vec<u8>) -> Result<()> {
-        self.pending.push((oid, record));
+        self.transaction.store(oid, record);
         Ok(())
     }
 
     fn end(&mut self, handler: &mut dyn CommitHandler) -> Result<Durability> {
         self.send(&Request::Commit(CommitRequest))?;
         let invalidated = self.read(|b| decode_oid_list(b, MAX_OID_LIST))?;
-        let asked = match handler.invalidated(&invalidated) {
-            Ok(asked) => asked,
-            Err(e) => {
-                self.give_up()?;
-                return Err(e);
-            }
-        };
-        if !asked.is_empty() {
-            CommitAnswer::Resolve(asked.clone()).encode(&mut self.out);
+        let mut transaction = std::mem::take(&mut self.transaction);
+        let resolved = transaction.resolve(handler, &invalidated, |asked| {
+            CommitAnswer::Resolve(asked.to_vec()).encode(&mut self.out);
             self.flush_out()?;
-            let current = self
-                .read_loads(&asked)?
+            Ok(self
+                .read_loads(asked)?
                 .into_iter()
                 .filter_map(|(oid, reply)| match reply {
                     LoadResponse::Okay(rec) => Some((oid, rec)),
                     _ => None,
                 })
-                .collect();
-            let merged = match handler.resolve(current) {
-                Ok(merged) => merged,
-                Err(e) => {
-                    self.give_up()?;
-                    return Err(e);
-                }
-            };
-            for (oid, record) in merged {
-                match self.pending.iter_mut().find(|(o, _)| *o == oid) {
-                    Some(slot) => slot.1 = record,
-                    None => self.pending.push((oid, record)),
-                }
-            }
+                .collect())
+        });
+        let records = transaction.take_records();
+        self.transaction = transaction;
+        if let Err(e) = resolved {
+            self.give_up()?;
+            return Err(e);
         }
-        let records = std::mem::take(&mut self.pending);
-        self.transaction_oids.clear();
         let oids: Vec<Oid> = records.iter().map(|(oid, _)| *oid).collect();
         CommitAnswer::Transaction(records).encode(&mut self.out);
         self.flush_out()?;
