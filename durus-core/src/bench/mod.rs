@@ -1,6 +1,20 @@
 //! The workload runner behind `durus bench`: the workloads of the shared
 //! benchmark definitions (W1-W7), with the same parameters, checks and
 //! result lines as the Python peer's harness.
+//!
+//! One module per workload (`w4`, `w5`, ...); what several share lives in
+//! `procs` (the server child, the worker children, CPU accounting),
+//! `counters` (the W4/W5 client loop and checks; the program supplies
+//! the persistent types), `data` (deterministic inputs) and `json` (result lines).
 
+pub mod counters;
 pub mod data;
 pub mod json;
+pub mod pingpong;
+pub mod procs;
+pub mod w4;
+pub mod w5;
+
+pub use counters::{
+    BenchCounter, CounterModel, Mode, RunOptions, Variant, WorkerOptions, WorkerOutcome,
+};

@@ -1,7 +1,12 @@
 //! The `durus` command: argument parsing only; the work is in
-//! `durus_core::tools` and `durus_core::server`.
+//! `durus_core::tools`, `durus_core::server` and `durus_core::bench`.
 
+#[path = "durus/bench_model.rs"]
+mod bench_model;
+
+use bench_model::Model;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use durus_core::bench::{self, Mode, RunOptions, Variant, WorkerOptions};
 use durus_core::net::{Address, UnixSocketOptions, DEFAULT_HOST, DEFAULT_PORT};
 use durus_core::server::{ServerConfig, DEFAULT_CLIENT_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 use durus_core::tools::{self, FsyncPolicy, Progress, ServeOptions, Target};
@@ -48,6 +53,81 @@ enum Command {
     Verify(TargetArgs),
     /// Repair a storage file's torn tail.
     Repair(TargetArgs),
+    /// Run a benchmark workload (as the Python peer's harness does).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// W4: C clients commit to their own counters for D seconds.
+    W4(CounterRunArgs),
+    /// W5: C clients increment one hot counter for D seconds.
+    W5(CounterRunArgs),
+    /// A bare TCP round trip on loopback (the bound of server workloads).
+    Pingpong {
+        #[arg(long, default_value_t = 100_000)]
+        rounds: u64,
+        #[arg(long, default_value_t = 9)]
+        request: usize,
+        #[arg(long, default_value_t = 120)]
+        reply: usize,
+        /// Connections doing round trips at once.
+        #[arg(long, default_value_t = 1)]
+        pairs: usize,
+    },
+    /// One W4/W5 client process (started by `w4` and `w5`).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Args)]
+struct CounterRunArgs {
+    /// C: the number of client processes.
+    #[arg(long)]
+    c: usize,
+    /// D: the timed region in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// The database file (removed first).
+    #[arg(long)]
+    db: PathBuf,
+    /// merge (a `#[merge(sum)]` counter) or abort-retry (a plain counter).
+    #[arg(long, default_value = "abort-retry", value_parser = ["abort-retry", "merge"])]
+    variant: String,
+    /// The fsync policy of the server the run starts.
+    #[arg(long, value_enum, default_value = "never")]
+    fsync: Fsync,
+    /// Use this running server (HOST:PORT) instead of starting one.
+    #[arg(long)]
+    server: Option<String>,
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    #[arg(long, value_parser = ["w4", "w5"])]
+    mode: String,
+    /// The server (HOST:PORT or socket path).
+    #[arg(long, conflicts_with = "port")]
+    server: Option<String>,
+    /// The server's port on 127.0.0.1 (as the Python harness passes it).
+    #[arg(long)]
+    port: Option<u16>,
+    #[arg(long)]
+    idx: usize,
+    /// The start instant T0, in seconds since the Unix epoch.
+    #[arg(long)]
+    start_at: f64,
+    #[arg(long)]
+    duration: f64,
+    #[arg(long, default_value = "abort-retry", value_parser = ["abort-retry", "merge"])]
+    variant: String,
+    /// The counter's oid, instead of the root's `c<idx>` or `hot`.
+    #[arg(long)]
+    oid: Option<u64>,
+    /// Stop after this many successful commits.
+    #[arg(long)]
+    count: Option<u64>,
 }
 
 #[derive(Args)]
@@ -202,6 +282,7 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
                 println!("{r}");
             }
         }
+        Command::Bench(b) => return bench(b),
         Command::Verify(t) => {
             let Some(path) = t.file else {
                 eprintln!("durus: verify works on a storage file: give --file PATH");
@@ -218,6 +299,70 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
             };
             tools::repair(&path, &mut std::io::stdout())?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
+    let variant = |name: &str| Variant::parse(name).unwrap_or(Variant::AbortRetry);
+    match command {
+        BenchCommand::W4(a) => return counter_run(Mode::W4, a),
+        BenchCommand::W5(a) => return counter_run(Mode::W5, a),
+        BenchCommand::Pingpong {
+            rounds,
+            request,
+            reply,
+            pairs,
+        } => println!(
+            "RESULT {}",
+            bench::pingpong::run(rounds, request, reply, pairs)?
+        ),
+        BenchCommand::Worker(a) => {
+            let server = match (a.server, a.port) {
+                (Some(s), _) => s,
+                (None, Some(port)) => format!("127.0.0.1:{port}"),
+                (None, None) => format!("{DEFAULT_HOST}:{DEFAULT_PORT}"),
+            };
+            let opts = WorkerOptions {
+                mode: if a.mode == "w4" { Mode::W4 } else { Mode::W5 },
+                variant: variant(&a.variant),
+                server,
+                idx: a.idx,
+                oid: a.oid.map(Oid),
+                start_at: a.start_at,
+                duration: a.duration,
+                count: a.count,
+            };
+            let outcome = bench::counters::run_worker::<Model>(&opts)?;
+            println!("RESULT {}", outcome.record());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn counter_run(mode: Mode, a: CounterRunArgs) -> durus_core::Result<ExitCode> {
+    let exe = std::env::current_exe().map_err(durus_core::Error::Io)?;
+    let opts = RunOptions {
+        clients: a.c,
+        duration: a.duration,
+        db: a.db,
+        variant: Variant::parse(&a.variant).unwrap_or(Variant::AbortRetry),
+        fsync: match a.fsync {
+            Fsync::Always => FsyncPolicy::Always,
+            Fsync::Never => FsyncPolicy::Never,
+        },
+        server: a.server,
+        exe,
+    };
+    let rec = match mode {
+        Mode::W4 => bench::w4::run::<Model>(&opts)?,
+        Mode::W5 => bench::w5::run::<Model>(&opts)?,
+    };
+    println!("RESULT {rec}");
+    let verified = matches!(rec.get("verified"), Some(bench::json::Value::Bool(true)));
+    if !verified {
+        eprintln!("durus: {} verification failed", mode.name());
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
