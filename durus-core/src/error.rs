@@ -100,6 +100,17 @@ pub enum StorageError {
     ReadOnly(String),
     /// A storage-specific failure described in words.
     Other(String),
+    /// Another writer holds the file's lock.
+    Locked(String),
+    /// The file's structure is broken at `offset`.
+    Corrupt { offset: u64, message: String },
+    /// The last transaction is incomplete (a write cut short, as by a power
+    /// loss): it starts at `offset` and `bytes` bytes of it are on disk.
+    TornTail {
+        offset: u64,
+        bytes: u64,
+        message: String,
+    },
 }
 
 /// A peer that broke the wire protocol.
@@ -236,6 +247,21 @@ impl fmt::Display for StorageError {
             StorageError::Closed => write!(f, "storage is closed"),
             StorageError::ReadOnly(why) => write!(f, "storage refuses writes: {why}"),
             StorageError::Other(why) => write!(f, "{why}"),
+            StorageError::Locked(path) => {
+                write!(f, "{path} is locked by another writer")
+            }
+            StorageError::Corrupt { offset, message } => {
+                write!(f, "corrupt file at offset {offset}: {message}")
+            }
+            StorageError::TornTail {
+                offset,
+                bytes,
+                message,
+            } => write!(
+                f,
+                "torn last transaction at offset {offset} ({bytes} bytes to the end of the file): \
+                 {message}; open with repair to truncate it"
+            ),
         }
     }
 }

@@ -122,6 +122,12 @@ impl Hub {
         out
     }
 
+    /// Does one bounded step of a pack (see [`Storage::pack_step`]); commits
+    /// and loads of other sessions run between steps. `Ok(true)` when done.
+    pub fn pack_step(&self) -> Result<bool> {
+        self.with_storage(|s| s.pack_step())
+    }
+
     /// Closes the storage; later operations fail.
     pub fn close(&self) -> Result<()> {
         self.with_storage(|s| s.close())

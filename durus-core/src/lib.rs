@@ -36,6 +36,7 @@ extern crate self as durus_core;
 
 pub mod bench;
 mod cache;
+pub mod collections;
 pub mod connection;
 pub mod encoding;
 pub mod error;
@@ -49,13 +50,14 @@ pub mod server;
 pub mod storage;
 pub mod tools;
 
+pub use collections::{BTree, PersistentDict, PersistentList, PersistentSet};
 pub use connection::Connection;
 pub use durus_derive::Persistent;
 pub use error::{ConflictError, ConflictKind, Error, Result};
 pub use hub::Hub;
 pub use oid::Oid;
 pub use persistent::{MergeConflict, PRef, Persistent, Status};
-pub use storage::{ClientStorage, MemoryStorage, Storage};
+pub use storage::{ClientStorage, FileOptions, FileStorage, FsyncPolicy, MemoryStorage, Storage};
 
 /// Paths used by the code `#[derive(Persistent)]` generates. Not public API.
 #[doc(hidden)]

@@ -117,3 +117,43 @@ fn show_names_python_records_instead_of_failing() {
     );
     assert!(server.stop());
 }
+
+#[test]
+fn verify_and_repair_a_file_with_a_torn_tail() {
+    let dir = support::Scratch::new("cli-repair");
+    let path = dir.path("torn.durus");
+    {
+        let conn = Connection::open(&path).expect("open");
+        let lib: PRef<Library> = conn.root().expect("root");
+        for pages in 0..3 {
+            lib.write().expect("write").books.push(PRef::new(Book {
+                title: format!("volume {pages}"),
+                pages,
+            }));
+            conn.commit().expect("commit");
+        }
+    }
+    let file = path.to_str().expect("utf-8 path");
+    assert!(durus(&["verify", "--file", file]).ends_with("ok\n"));
+    let len = std::fs::metadata(&path).expect("stat").len();
+    let bytes = std::fs::read(&path).expect("read");
+    std::fs::write(&path, &bytes[..(len - 3) as usize]).expect("tear the tail");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_durus"))
+        .args(["verify", "--file", file])
+        .output()
+        .expect("run durus");
+    assert!(!out.status.success(), "verify accepted a torn file");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("torn last transaction"));
+
+    let said = durus(&["repair", "--file", file]);
+    assert!(said.contains("cutting"), "{said}");
+    assert!(durus(&["verify", "--file", file]).ends_with("ok\n"));
+    let conn = Connection::open(&path).expect("reopen");
+    let lib: PRef<Library> = conn.root().expect("root");
+    assert_eq!(
+        lib.read().expect("read").books.len(),
+        2,
+        "the last commit was cut"
+    );
+}

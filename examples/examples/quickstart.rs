@@ -1,43 +1,9 @@
-//! Stores a few objects with references, commits, and shows them again.
+//! `cargo run --example quickstart [PATH]`: a database in a file, no server.
 
-use durus_core::{Connection, MemoryStorage, PRef, Persistent};
-use serde::{Deserialize, Serialize};
-
-#[derive(Persistent, Serialize, Deserialize, Default)]
-#[persistent(class = "quickstart.Library")]
-struct Library {
-    books: Vec<PRef<Book>>,
-}
-
-#[derive(Persistent, Serialize, Deserialize)]
-#[persistent(class = "quickstart.Book")]
-struct Book {
-    title: String,
-    author: PRef<Author>,
-}
-
-#[derive(Persistent, Serialize, Deserialize)]
-#[persistent(class = "quickstart.Author")]
-struct Author {
-    name: String,
-}
-
-fn main() -> durus_core::Result<()> {
-    let conn = Connection::new(MemoryStorage::new());
-    let library: PRef<Library> = conn.root()?;
-    let le_guin = PRef::new(Author {
-        name: "Ursula K. Le Guin".into(),
-    });
-    for title in ["A Wizard of Earthsea", "The Dispossessed"] {
-        library.write()?.books.push(PRef::new(Book {
-            title: title.into(),
-            author: le_guin.clone(),
-        }));
-    }
-    conn.commit()?;
-    for book in library.read()?.books.iter() {
-        let book = book.read()?;
-        println!("{} by {}", book.title, book.author.read()?.name);
-    }
-    Ok(())
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::env::args_os()
+        .nth(1)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("durus-quickstart.durus"));
+    durus_examples::quickstart::run(&path, &mut std::io::stdout())
 }

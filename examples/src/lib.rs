@@ -1,1 +1,4 @@
-//! Example programs; see `examples/`.
+//! The example programs' code, kept in a library so that tests run it.
+//! Each program in `examples/` is a thin `main` around one module here.
+
+pub mod quickstart;

@@ -279,12 +279,21 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
             }
         }
         Command::Bench(b) => return bench(b),
-        Command::Verify(t) | Command::Repair(t) => {
-            eprintln!(
-                "durus: verify and repair work on storage files; this build has no file storage yet ({:?})",
-                t.target()
-            );
-            return Ok(ExitCode::FAILURE);
+        Command::Verify(t) => {
+            let Some(path) = t.file else {
+                eprintln!("durus: verify works on a storage file: give --file PATH");
+                return Ok(ExitCode::FAILURE);
+            };
+            if !tools::verify(&path, &mut std::io::stdout())? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Repair(t) => {
+            let Some(path) = t.file else {
+                eprintln!("durus: repair works on a storage file: give --file PATH");
+                return Ok(ExitCode::FAILURE);
+            };
+            tools::repair(&path, &mut std::io::stdout())?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -73,6 +73,12 @@ impl Connection {
         )?))
     }
 
+    /// A connection over the file at `path` (created when missing), a
+    /// [`FileStorage`](crate::FileStorage) with the default options.
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Connection> {
+        Ok(Connection::new(crate::storage::FileStorage::open(path)?))
+    }
+
     /// A connection over a boxed storage with a cache of `cache_size` objects.
     pub fn with_cache_size(storage: Box<dyn Storage>, cache_size: usize) -> Connection {
         let inner = Rc::new_cyclic(|this| ConnInner {

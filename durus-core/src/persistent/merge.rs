@@ -102,7 +102,7 @@ summable_float!(f32 f64);
 #[diagnostic::on_unimplemented(
     message = "`#[merge(union)]` needs a set or a map field, and `{Self}` is neither",
     label = "this field cannot be merged as a union",
-    note = "`union` works on BTreeSet, HashSet, BTreeMap and HashMap"
+    note = "`union` works on BTreeSet, HashSet, BTreeMap, HashMap, PersistentSet and PersistentDict"
 )]
 pub trait Unionable: Sized {
     /// Applies both sides' additions and removals relative to `initial`.

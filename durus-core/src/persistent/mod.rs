@@ -279,6 +279,14 @@ impl<T: Persistent> Clone for PRef<T> {
     }
 }
 
+impl<T: Persistent + Default> Default for PRef<T> {
+    /// A new object holding `T::default()`, so that a struct of references
+    /// (to collections, say) can derive `Default`.
+    fn default() -> Self {
+        PRef::new(T::default())
+    }
+}
+
 impl<T: Persistent> PartialEq for PRef<T> {
     fn eq(&self, other: &Self) -> bool {
         self.ptr_eq(other)

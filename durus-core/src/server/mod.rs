@@ -111,9 +111,17 @@ impl Shared {
         }
     }
 
-    /// Packs now (commits wait meanwhile) and resets the byte count.
+    /// Packs now, in bounded steps between which commits go on, and resets
+    /// the byte count.
     fn pack(&self) -> bool {
-        match self.hub.with_storage(|s| s.pack()) {
+        let packed = loop {
+            match self.hub.pack_step() {
+                Ok(true) => break Ok(()),
+                Ok(false) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        match packed {
             Ok(()) => {
                 self.bytes_since_pack.store(0, Ordering::Relaxed);
                 info!("pack done");

@@ -6,9 +6,11 @@
 //! [`CommitHandler`], whether that is a conflict or can be resolved.
 
 mod client;
+pub mod file;
 mod memory;
 
 pub use client::ClientStorage;
+pub use file::{FileOptions, FileStorage, FsyncPolicy};
 pub use memory::MemoryStorage;
 
 use crate::error::Result;
@@ -58,6 +60,15 @@ pub trait Storage: Send {
 
     /// Removes the records that cannot be reached from the root.
     fn pack(&mut self) -> Result<()>;
+
+    /// Does a bounded part of a pack, so that a server can go on serving
+    /// between steps; returns `Ok(true)` when the pack is complete (the next
+    /// call starts a new one). Oids the pack removed are reported by `sync`.
+    /// The default packs in one step.
+    fn pack_step(&mut self) -> Result<bool> {
+        self.pack()?;
+        Ok(true)
+    }
 
     /// Releases the storage. Later calls fail.
     fn close(&mut self) -> Result<()> {

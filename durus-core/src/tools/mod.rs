@@ -10,14 +10,18 @@ pub use inspect::{census, referrers, show, traverse, ClassCount};
 pub use json::record_json;
 pub use progress::Progress;
 
-use crate::error::{Error, Result, StorageError};
+use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::net::Address;
 use crate::protocol::{QuitRequest, Request};
 use crate::server::{Server, ServerConfig};
-use crate::storage::{ClientStorage, MemoryStorage, Storage};
+pub use crate::storage::FsyncPolicy;
+
+use crate::error::StorageError;
+use crate::storage::file;
+use crate::storage::{ClientStorage, FileOptions, FileStorage, Storage};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A database to work on: a file, or a running server.
@@ -29,16 +33,6 @@ pub enum Target {
     Server(Address),
 }
 
-/// When commits are made durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FsyncPolicy {
-    /// fsync before acknowledging every commit (commits share fsyncs).
-    #[default]
-    Always,
-    /// Never fsync (as Python Durus): faster, not crash-safe.
-    Never,
-}
-
 /// Opens the storage of `target`.
 pub fn open_storage(target: &Target, fsync: FsyncPolicy) -> Result<Box<dyn Storage>> {
     match target {
@@ -47,11 +41,11 @@ pub fn open_storage(target: &Target, fsync: FsyncPolicy) -> Result<Box<dyn Stora
     }
 }
 
-fn open_file(path: &std::path::Path, _fsync: FsyncPolicy) -> Result<Box<dyn Storage>> {
-    Err(Error::Storage(StorageError::Other(format!(
-        "cannot open {}: this build has no file storage yet",
-        path.display()
-    ))))
+fn open_file(path: &std::path::Path, fsync: FsyncPolicy) -> Result<Box<dyn Storage>> {
+    Ok(Box::new(FileStorage::open_with(
+        path,
+        FileOptions::new().fsync(fsync),
+    )?))
 }
 
 /// What `durus serve` does.
@@ -67,17 +61,100 @@ pub struct ServeOptions {
 
 /// Serves a storage until a client sends `Q`. Writes `serving on ADDRESS`
 /// to `announce` once listening (the real port when port 0 was asked for).
+/// Without a file, as Durus does, it serves a new temporary file, removed
+/// when the server stops.
 pub fn serve(options: ServeOptions, announce: &mut dyn Write) -> Result<()> {
-    let storage: Box<dyn Storage> = match &options.file {
-        Some(path) => open_file(path, options.fsync)?,
-        None => Box::new(MemoryStorage::new()),
+    let (path, temporary) = match &options.file {
+        Some(path) => (path.clone(), false),
+        None => (temporary_file(), true),
     };
+    let served = serve_file(&path, options, announce);
+    if temporary {
+        for suffix in ["", ".pack", ".prepack"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    served
+}
+
+fn serve_file(path: &Path, options: ServeOptions, announce: &mut dyn Write) -> Result<()> {
+    let storage = open_file(path, options.fsync)?;
     let server = Server::bind(Hub::from_boxed(storage), options.config)?;
     let address = server.local_address()?;
     writeln!(announce, "serving on {address}")
         .and_then(|()| announce.flush())
         .map_err(Error::Io)?;
     server.serve()
+}
+
+fn temporary_file() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!("durus-{}-{nanos}.durus", std::process::id()))
+}
+
+/// Checks the structure of a storage file and writes what it found to `out`.
+/// Returns whether the file is sound.
+pub fn verify(path: &Path, out: &mut dyn Write) -> Result<bool> {
+    let mut progress = Progress::new("records");
+    let report = file::verify_with_progress(path, &mut |n| progress.update(n))?;
+    progress.finish();
+    let w = |e| Error::Io(e);
+    writeln!(
+        out,
+        "{}: {} bytes, {} records in the initial transaction, {} map words, {} holes, \
+         {} later transactions, {} objects, {} references ({} dangling)",
+        path.display(),
+        report.file_len,
+        report.initial_records,
+        report.map_words,
+        report.holes,
+        report.transactions,
+        report.objects,
+        report.refs,
+        report.dangling
+    )
+    .map_err(w)?;
+    for problem in &report.problems {
+        writeln!(out, "problem at {problem}").map_err(w)?;
+    }
+    writeln!(out, "{}", if report.is_ok() { "ok" } else { "NOT OK" }).map_err(w)?;
+    Ok(report.is_ok())
+}
+
+/// Truncates a torn last transaction of a storage file, first saying what
+/// it will cut. Returns whether anything was cut.
+pub fn repair(path: &Path, out: &mut dyn Write) -> Result<bool> {
+    let w = |e| Error::Io(e);
+    match FileStorage::open_with(path, FileOptions::new().read_only(true)) {
+        Ok(_) => {
+            writeln!(
+                out,
+                "{}: no torn transaction, nothing to cut",
+                path.display()
+            )
+            .map_err(w)?;
+            return Ok(false);
+        }
+        Err(Error::Storage(StorageError::TornTail {
+            offset,
+            bytes,
+            message,
+        })) => writeln!(
+            out,
+            "{}: cutting {bytes} bytes at offset {offset}: {message}",
+            path.display()
+        )
+        .map_err(w)?,
+        Err(e) => return Err(e),
+    }
+    let report = file::repair(path)?;
+    writeln!(out, "{}: now {} bytes", path.display(), report.file_len).map_err(w)?;
+    Ok(report.cut.is_some())
 }
 
 /// Asks the server at `address` to stop, and waits (up to `wait`) until it

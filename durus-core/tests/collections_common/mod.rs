@@ -1,0 +1,284 @@
+//! Helpers shared by the collection tests: a seeded PRNG, a storage that
+//! counts what commits write, and the model-based BTree run.
+#![allow(dead_code)]
+
+use durus_core::storage::{CommitHandler, Durability, Storage};
+use durus_core::{BTree, Connection, Oid, PRef, Persistent, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// splitmix64 (WORKLOADS.md 1.3).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// What a [`Counting`] storage saw.
+#[derive(Default)]
+pub struct Counts {
+    /// Records in the last ended transaction.
+    pub last_records: AtomicU64,
+    /// Record bytes in the last ended transaction.
+    pub last_bytes: AtomicU64,
+    pub total_records: AtomicU64,
+    pub total_bytes: AtomicU64,
+    pending_records: AtomicU64,
+    pending_bytes: AtomicU64,
+}
+
+impl Counts {
+    pub fn last(&self) -> (u64, u64) {
+        (
+            self.last_records.load(Ordering::Relaxed),
+            self.last_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn total(&self) -> (u64, u64) {
+        (
+            self.total_records.load(Ordering::Relaxed),
+            self.total_bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A storage adapter that counts the records and bytes each commit stores.
+pub struct Counting<S> {
+    inner: S,
+    pub counts: Arc<Counts>,
+}
+
+impl<S: Storage> Counting<S> {
+    pub fn new(inner: S) -> (Counting<S>, Arc<Counts>) {
+        let counts = Arc::new(Counts::default());
+        (
+            Counting {
+                inner,
+                counts: counts.clone(),
+            },
+            counts,
+        )
+    }
+}
+
+impl<S: Storage> Storage for Counting<S> {
+    fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
+        self.inner.load(oid)
+    }
+
+    fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
+        self.inner.bulk_load(oids)
+    }
+
+    fn new_oid(&mut self) -> Result<Oid> {
+        self.inner.new_oid()
+    }
+
+    fn begin(&mut self) {
+        self.counts.pending_records.store(0, Ordering::Relaxed);
+        self.counts.pending_bytes.store(0, Ordering::Relaxed);
+        self.inner.begin()
+    }
+
+    fn store(&mut self, oid: Oid, record: Vec<u8>) -> Result<()> {
+        self.counts.pending_records.fetch_add(1, Ordering::Relaxed);
+        self.counts
+            .pending_bytes
+            .fetch_add(record.len() as u64, Ordering::Relaxed);
+        self.inner.store(oid, record)
+    }
+
+    fn end(&mut self, handler: &mut dyn CommitHandler) -> Result<Durability> {
+        let out = self.inner.end(handler)?;
+        let c = &self.counts;
+        let records = c.pending_records.swap(0, Ordering::Relaxed);
+        let bytes = c.pending_bytes.swap(0, Ordering::Relaxed);
+        c.last_records.store(records, Ordering::Relaxed);
+        c.last_bytes.store(bytes, Ordering::Relaxed);
+        c.total_records.fetch_add(records, Ordering::Relaxed);
+        c.total_bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    fn sync(&mut self) -> Result<Vec<Oid>> {
+        self.inner.sync()
+    }
+
+    fn pack(&mut self) -> Result<()> {
+        self.inner.pack()
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.inner.close()
+    }
+}
+
+/// A root holding one tree.
+#[derive(Persistent, Serialize, Deserialize, Default)]
+pub struct TreeRoot {
+    pub tree: BTree<u64, String>,
+}
+
+pub fn tree_of(conn: &Connection) -> Result<BTree<u64, String>> {
+    let root: PRef<TreeRoot> = conn.root()?;
+    let tree = root.read()?.tree.clone();
+    Ok(tree)
+}
+
+fn bound(rng: &mut Rng, space: u64) -> Bound<u64> {
+    match rng.below(3) {
+        0 => Bound::Unbounded,
+        1 => Bound::Included(rng.below(space)),
+        _ => Bound::Excluded(rng.below(space)),
+    }
+}
+
+fn valid(lo: Bound<u64>, hi: Bound<u64>) -> bool {
+    use Bound::*;
+    match (lo, hi) {
+        (Included(a) | Excluded(a), Included(b)) => a <= b,
+        (Included(a), Excluded(b)) => a <= b,
+        (Excluded(a), Excluded(b)) => a < b,
+        _ => true,
+    }
+}
+
+/// Random inserts, removes, gets and ranges on a tree, checked against a
+/// `BTreeMap`, with commits, aborts (the model rolls back too) and cache
+/// shrinks interleaved. `reopen` makes a fresh connection on the same data.
+/// Returns the largest depth the tree reached, its final depth and the
+/// final (committed) model.
+pub fn model_run(
+    seed: u64,
+    steps: usize,
+    space: u64,
+    reopen: &dyn Fn() -> Connection,
+) -> Result<(usize, usize, BTreeMap<u64, String>)> {
+    let mut max_depth = 0;
+    let mut rng = Rng::new(seed);
+    let conn = reopen();
+    let mut tree = tree_of(&conn)?;
+    let mut model: BTreeMap<u64, String> = tree
+        .iter()
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .collect();
+    let mut committed = model.clone();
+    for step in 0..steps {
+        // Grow for the first half, shrink for the second.
+        let grow = step < steps / 2;
+        let (p_insert, p_remove) = if grow { (60, 15) } else { (15, 60) };
+        let roll = rng.below(100);
+        let mut k = rng.below(space);
+        if !grow && rng.below(2) == 0 {
+            // Aim removals at present keys so that the tree really shrinks.
+            k = model.range(k..).next().map_or(k, |(present, _)| *present);
+        }
+        if roll < p_insert {
+            let v = format!("{k}:{step}:{}", "x".repeat(rng.below(40) as usize));
+            assert_eq!(
+                tree.insert(k, v.clone())?,
+                model.insert(k, v),
+                "insert {k} at {step}"
+            );
+        } else if roll < p_insert + p_remove {
+            assert_eq!(tree.remove(&k)?, model.remove(&k), "remove {k} at {step}");
+        } else if roll < 88 {
+            assert_eq!(tree.get(&k)?, model.get(&k).cloned(), "get {k} at {step}");
+            assert_eq!(tree.contains_key(&k)?, model.contains_key(&k));
+        } else if roll < 93 {
+            let (lo, hi) = (bound(&mut rng, space), bound(&mut rng, space));
+            if valid(lo, hi) {
+                let take = rng.below(60) as usize;
+                let rev = rng.below(2) == 0;
+                let got: Vec<(u64, String)> = if rev {
+                    tree.range((lo, hi))
+                        .rev()
+                        .take(take)
+                        .collect::<Result<_>>()?
+                } else {
+                    tree.range((lo, hi)).take(take).collect::<Result<_>>()?
+                };
+                let want: Vec<(u64, String)> = if rev {
+                    model
+                        .range((lo, hi))
+                        .rev()
+                        .take(take)
+                        .map(|(k, v)| (*k, v.clone()))
+                        .collect()
+                } else {
+                    model
+                        .range((lo, hi))
+                        .take(take)
+                        .map(|(k, v)| (*k, v.clone()))
+                        .collect()
+                };
+                assert_eq!(got, want, "range {lo:?}..{hi:?} rev={rev} at {step}");
+            }
+        } else if roll < 96 {
+            conn.commit()?;
+            committed = model.clone();
+        } else if roll < 98 {
+            conn.abort()?;
+            model = committed.clone();
+        } else {
+            conn.set_cache_size(1 + rng.below(40) as usize);
+            conn.commit()?;
+            committed = model.clone();
+        }
+        assert_eq!(tree.len()?, model.len() as u64, "len at {step}");
+        if step % 400 == 0 {
+            max_depth = max_depth.max(tree.depth()?);
+            tree.verify()?;
+            assert_eq!(
+                tree.first()?,
+                model.first_key_value().map(|(k, v)| (*k, v.clone()))
+            );
+            assert_eq!(
+                tree.last()?,
+                model.last_key_value().map(|(k, v)| (*k, v.clone()))
+            );
+        }
+        if step % 1500 == 1499 {
+            // Everything committed so far reads back in a new connection.
+            conn.commit()?;
+            committed = model.clone();
+            drop(tree);
+            let other = reopen();
+            let t = tree_of(&other)?;
+            let all: Vec<(u64, String)> = t.iter().collect::<Result<_>>()?;
+            assert!(all
+                .iter()
+                .cloned()
+                .eq(model.iter().map(|(k, v)| (*k, v.clone()))));
+            drop(t);
+            drop(other);
+            tree = tree_of(&conn)?;
+        }
+    }
+    conn.commit()?;
+    tree.verify()?;
+    let all: Vec<(u64, String)> = tree.iter().rev().collect::<Result<_>>()?;
+    assert!(all
+        .into_iter()
+        .eq(model.iter().rev().map(|(k, v)| (*k, v.clone()))));
+    Ok((max_depth, tree.depth()?, model))
+}
