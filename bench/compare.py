@@ -139,9 +139,10 @@ def main():
     ap.add_argument("--stress-reps", type=int, default=None,
                     help="STRESS repetitions (default: --reps)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes")
-    ap.add_argument("--only", default="rw,w6,stress,pingpong",
-                    help="comma-separated phases: rw (W1/W2/W3/W7), w6, "
-                    "stress, pingpong")
+    ap.add_argument("--only", default="rw,pin,w6,stress,pingpong",
+                    help="comma-separated phases: rw (W1/W2/W3/W7), pin "
+                    "(W3 again with client and server on CPU 0; needs rw), "
+                    "w6, stress, pingpong")
     for key, value in FULL.items():
         ap.add_argument("--" + key.replace("_", "-"), type=type(value),
                         default=None, help="default %s" % value)
@@ -201,6 +202,15 @@ def main():
         both("W3", rep, lambda s: [
             "w3", "--n", n_srv, "--k", str(cfg["k"]),
             "--db", db(s, "w1s", rep)])
+        if "pin" in phases:
+            # Client and server on one CPU: no cross-CPU wake-up in a
+            # round trip (the same for both sides).
+            for side, base in (("py", py), ("rs", rs)):
+                R.run(side, "W3 1cpu", ["taskset", "-c", "0"] + base + [
+                    "w3", "--n", n_srv, "--k", str(cfg["k"]),
+                    "--db", db(side, "w1s", rep)], rep)
+            R.run("rs", "pingpong 1cpu", ["taskset", "-c", "0"] + rs + [
+                "pingpong", "--rounds", "100000"], rep)
         for s in ("py", "rs"):
             rm(db(s, "w1e", rep))
             rm(db(s, "w1s", rep))

@@ -19,12 +19,19 @@ ROWS = [
     ("W2 emb", "open_s", "open s", False),
     ("W2 emb", "client_rss_kb", "client peak RSS KiB", False),
     ("W2 srv", "objs_per_s", "objects/s", True),
+    ("W2 srv", "load_requests", "load round trips", None),
     ("W2 srv", "server_rss_kb", "server peak RSS KiB", False),
     ("W3", "loads_per_s", "loads/s", True),
     ("W3", "p50_us", "p50 us", False),
     ("W3", "p99_us", "p99 us", False),
     ("W3", "p999_us", "p99.9 us", False),
     ("W3", "storage_loads_per_op", "server loads per op", None),
+    ("W3", "sync_rt_p50_us", "bare server round trip (sync) p50 us", None),
+    ("W3 1cpu", "loads_per_s", "loads/s", True),
+    ("W3 1cpu", "p50_us", "p50 us", False),
+    ("W3 1cpu", "p99_us", "p99 us", False),
+    ("W3 1cpu", "sync_rt_p50_us", "bare server round trip (sync) p50 us",
+     None),
     ("W6 build", "objs_per_s", "objects/s (1 run)", True),
     ("W6 open unpacked", "open_s", "open s", False),
     ("W6 open unpacked", "rss_after_open_kb", "RSS after open KiB", False),
@@ -41,6 +48,7 @@ ROWS = [
     ("STRESS", "server_rss_kb", "server peak RSS KiB", False),
     ("pingpong", "p50_us", "bare loopback round trip p50 us", None),
     ("pingpong", "mean_us", "bare loopback round trip mean us", None),
+    ("pingpong 1cpu", "p50_us", "bare loopback round trip p50 us", None),
 ]
 
 

@@ -3,7 +3,7 @@
 //! (reported as `open_s`), then walks the Container in key order, loading
 //! every item and checking it. One op is one item visited.
 
-use super::items::{self, Common, Item, ItemsRoot, Target, MAX_LOOP_TIME, MAX_OPS};
+use super::items::{self, Common, CountingStorage, Item, ItemsRoot, Target, MAX_LOOP_TIME, MAX_OPS};
 use super::json::Record;
 use super::procs::{self, CpuSnapshot};
 use crate::error::Result;
@@ -27,6 +27,7 @@ struct Walk {
     total: u64,
     bad: u64,
     loads: u64,
+    requests: u64,
 }
 
 /// Runs W2 and returns its result record (`verified` says whether the
@@ -58,6 +59,7 @@ pub fn run(opts: &Options) -> Result<Record> {
         .set("objs_per_s", w.count as f64 / w.seconds)
         .set("open_s", w.open_s)
         .set("storage_loads", w.loads)
+        .set("load_requests", w.requests)
         .set("server_rss_kb", server_rss_kb)
         .set("client_rss_kb", items::self_peak_rss_kb());
     Ok(rec)
@@ -65,16 +67,18 @@ pub fn run(opts: &Options) -> Result<Record> {
 
 fn walk(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<Walk> {
     let t0 = Instant::now();
-    let storage = items::open_storage(opts.target, &opts.common, server)?;
+    let inner = items::open_storage(opts.target, &opts.common, server)?;
+    let (storage, counter) = CountingStorage::new(inner);
     let cache = usize::try_from(opts.n)
         .unwrap_or(usize::MAX)
         .saturating_add(10_000);
-    let conn = Connection::with_cache_size(storage, cache);
+    let conn = Connection::with_cache_size(Box::new(storage), cache);
     let root: PRef<ItemsRoot> = conn.root()?;
     let open_s = t0.elapsed().as_secs_f64();
     let (parent, container) = items::parent_and_items(&root)?;
     let (mut count, mut total, mut bad) = (0u64, 0u64, 0u64);
     let loads_before = conn.load_count();
+    let requests_before = counter.get().1;
     let t0 = Instant::now();
     for entry in container.iter() {
         let (k, item): (u64, PRef<Item>) = entry?;
@@ -92,6 +96,7 @@ fn walk(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<Walk> {
     }
     let seconds = t0.elapsed().as_secs_f64();
     let loads = conn.load_count() - loads_before;
+    let requests = counter.get().1 - requests_before;
     if parent.read()?.name != items::PARENT_NAME {
         bad += 1;
     }
@@ -104,5 +109,6 @@ fn walk(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<Walk> {
         total,
         bad,
         loads,
+        requests,
     })
 }
