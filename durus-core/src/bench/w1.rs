@@ -95,7 +95,7 @@ fn insert_all(
             parent: parent.clone(),
         };
         container.insert(i, PRef::new(item))?;
-        if (i + 1) % opts.batch == 0 {
+        if (i + 1).is_multiple_of(opts.batch) {
             conn.commit()?;
             commits += 1;
             if t0.elapsed() > MAX_LOOP_TIME {
@@ -103,7 +103,7 @@ fn insert_all(
             }
         }
     }
-    if opts.n % opts.batch != 0 {
+    if !opts.n.is_multiple_of(opts.batch) {
         conn.commit()?;
         commits += 1;
     }

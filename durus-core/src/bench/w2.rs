@@ -3,7 +3,9 @@
 //! (reported as `open_s`), then walks the Container in key order, loading
 //! every item and checking it. One op is one item visited.
 
-use super::items::{self, Common, CountingStorage, Item, ItemsRoot, Target, MAX_LOOP_TIME, MAX_OPS};
+use super::items::{
+    self, Common, CountingStorage, Item, ItemsRoot, Target, MAX_LOOP_TIME, MAX_OPS,
+};
 use super::json::Record;
 use super::procs::{self, CpuSnapshot};
 use crate::error::Result;
@@ -90,7 +92,7 @@ fn walk(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<Walk> {
             }
         }
         count += 1;
-        if count >= MAX_OPS || (count % 4096 == 0 && t0.elapsed() > MAX_LOOP_TIME) {
+        if count >= MAX_OPS || (count.is_multiple_of(4096) && t0.elapsed() > MAX_LOOP_TIME) {
             break;
         }
     }

@@ -147,7 +147,7 @@ fn point_loads(opts: &Options, server: &procs::ServerProcess) -> Result<Loads> {
         lat_ns.push(u64::try_from(a.elapsed().as_nanos()).unwrap_or(u64::MAX));
         drop(obj);
         let done = j as u64 + 1;
-        if done % OPS_PER_TRANSACTION == 0 {
+        if done.is_multiple_of(OPS_PER_TRANSACTION) {
             conn.abort()?;
             if t0.elapsed() > MAX_LOOP_TIME {
                 break;

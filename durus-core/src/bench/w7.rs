@@ -69,7 +69,7 @@ fn delete_and_pack(opts: &Options) -> Result<Outcome> {
     for i in (1..opts.n).step_by(2) {
         container.remove(&i)?;
         deleted += 1;
-        if deleted % opts.batch == 0 {
+        if deleted.is_multiple_of(opts.batch) {
             conn.commit()?;
             if t0.elapsed() > MAX_LOOP_TIME {
                 return Err(items::check_failed("W7 (time bound reached)"));
