@@ -76,6 +76,20 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         pairs: usize,
     },
+    /// W1: insert N items, committing every B (embedded or through a server).
+    W1(W1Args),
+    /// W2: cold read of the items W1 wrote, in key order.
+    W2(W2Args),
+    /// W3: K random point loads through a server.
+    W3(W3Args),
+    /// W6's build: W1 embedded with N = 1,000,000 and B = 10,000.
+    W6build(W6BuildArgs),
+    /// W6: open a large file and load its root.
+    W6open(W6OpenArgs),
+    /// W6: pack a large file once.
+    W6pack(W6PackArgs),
+    /// W7: delete every odd item of a copy of the W1 file, then pack it.
+    W7(W7Args),
     /// One W4/W5 client process (started by `w4` and `w5`).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -101,6 +115,102 @@ struct CounterRunArgs {
     /// Use this running server (HOST:PORT) instead of starting one.
     #[arg(long)]
     server: Option<String>,
+}
+
+/// What every item workload takes.
+#[derive(Args)]
+struct ItemArgs {
+    /// The database file.
+    #[arg(long)]
+    db: PathBuf,
+    /// The fsync policy of the file storage (embedded, or the server the
+    /// run starts). never is Durus 4.3's behaviour, the like-for-like one.
+    #[arg(long, value_enum, default_value = "never")]
+    fsync: Fsync,
+    /// Use this running server (HOST:PORT) instead of starting one.
+    #[arg(long)]
+    server: Option<String>,
+}
+
+#[derive(Args)]
+struct W1Args {
+    #[arg(long, value_parser = ["emb", "srv"])]
+    target: String,
+    /// N: items inserted.
+    #[arg(long)]
+    n: u64,
+    /// B: items per commit.
+    #[arg(long, default_value_t = 1000)]
+    batch: u64,
+    #[command(flatten)]
+    common: ItemArgs,
+}
+
+#[derive(Args)]
+struct W2Args {
+    #[arg(long, value_parser = ["emb", "srv"])]
+    target: String,
+    /// N: the items W1 wrote.
+    #[arg(long)]
+    n: u64,
+    #[command(flatten)]
+    common: ItemArgs,
+}
+
+#[derive(Args)]
+struct W3Args {
+    /// N: the items W1 wrote.
+    #[arg(long)]
+    n: u64,
+    /// K: distinct items loaded.
+    #[arg(long)]
+    k: u64,
+    #[command(flatten)]
+    common: ItemArgs,
+}
+
+#[derive(Args)]
+struct W6BuildArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    n: u64,
+    #[arg(long, default_value_t = 10_000)]
+    batch: u64,
+    #[command(flatten)]
+    common: ItemArgs,
+}
+
+#[derive(Args)]
+struct W6OpenArgs {
+    #[arg(long)]
+    n: u64,
+    /// unpacked (as built) or packed: a label for the file's state.
+    #[arg(long, value_parser = ["unpacked", "packed"])]
+    variant: String,
+    #[command(flatten)]
+    common: ItemArgs,
+}
+
+#[derive(Args)]
+struct W6PackArgs {
+    #[arg(long)]
+    n: u64,
+    #[command(flatten)]
+    common: ItemArgs,
+}
+
+#[derive(Args)]
+struct W7Args {
+    /// The W1-emb file (copied to --db, not changed).
+    #[arg(long)]
+    src: PathBuf,
+    /// N: the items in it.
+    #[arg(long)]
+    n: u64,
+    /// Deletions per commit.
+    #[arg(long, default_value_t = 1000)]
+    batch: u64,
+    #[command(flatten)]
+    common: ItemArgs,
 }
 
 #[derive(Args)]
@@ -317,6 +427,67 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
             "RESULT {}",
             bench::pingpong::run(rounds, request, reply, pairs)?
         ),
+        BenchCommand::W1(a) => {
+            let opts = bench::w1::Options {
+                target: target(&a.target),
+                n: a.n,
+                batch: a.batch,
+                workload: "W1".into(),
+                common: item_common(a.common)?,
+            };
+            return report(bench::w1::run(&opts)?);
+        }
+        BenchCommand::W6build(a) => {
+            let opts = bench::w1::Options {
+                target: bench::items::Target::Embedded,
+                n: a.n,
+                batch: a.batch,
+                workload: "W6build".into(),
+                common: item_common(a.common)?,
+            };
+            return report(bench::w1::run(&opts)?);
+        }
+        BenchCommand::W2(a) => {
+            let opts = bench::w2::Options {
+                target: target(&a.target),
+                n: a.n,
+                common: item_common(a.common)?,
+            };
+            return report(bench::w2::run(&opts)?);
+        }
+        BenchCommand::W3(a) => {
+            let opts = bench::w3::Options {
+                n: a.n,
+                k: a.k,
+                common: item_common(a.common)?,
+            };
+            return report(bench::w3::run(&opts)?);
+        }
+        BenchCommand::W6open(a) => {
+            let opts = bench::w6::Options {
+                n: a.n,
+                variant: a.variant,
+                common: item_common(a.common)?,
+            };
+            return report(bench::w6::open(&opts)?);
+        }
+        BenchCommand::W6pack(a) => {
+            let opts = bench::w6::Options {
+                n: a.n,
+                variant: String::new(),
+                common: item_common(a.common)?,
+            };
+            return report(bench::w6::pack(&opts)?);
+        }
+        BenchCommand::W7(a) => {
+            let opts = bench::w7::Options {
+                src: a.src,
+                n: a.n,
+                batch: a.batch,
+                common: item_common(a.common)?,
+            };
+            return report(bench::w7::run(&opts)?);
+        }
         BenchCommand::Worker(a) => {
             let server = match (a.server, a.port) {
                 (Some(s), _) => s,
@@ -336,6 +507,41 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
             let outcome = bench::counters::run_worker::<Model>(&opts)?;
             println!("RESULT {}", outcome.record());
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn target(name: &str) -> bench::items::Target {
+    bench::items::Target::parse(name).unwrap_or(bench::items::Target::Embedded)
+}
+
+fn item_common(a: ItemArgs) -> durus_core::Result<bench::items::Common> {
+    let fsync = match a.fsync {
+        Fsync::Always => FsyncPolicy::Always,
+        Fsync::Never => FsyncPolicy::Never,
+    };
+    eprintln!(
+        "durus bench: fsync {} ({})",
+        bench::items::fsync_name(fsync),
+        match fsync {
+            FsyncPolicy::Never => "as Durus 4.3: the like-for-like comparison",
+            FsyncPolicy::Always => "every commit is on disk before it returns",
+        }
+    );
+    Ok(bench::items::Common {
+        db: a.db,
+        fsync,
+        server: a.server,
+        exe: std::env::current_exe().map_err(durus_core::Error::Io)?,
+    })
+}
+
+/// Prints the result line; fails when the run checked and failed.
+fn report(rec: bench::json::Record) -> durus_core::Result<ExitCode> {
+    println!("RESULT {rec}");
+    if matches!(rec.get("verified"), Some(bench::json::Value::Bool(false))) {
+        eprintln!("durus: verification failed");
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
