@@ -31,6 +31,9 @@
     deny(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)
 )]
 
+// The derive names paths under `::durus_core`, also inside this crate.
+extern crate self as durus_core;
+
 pub mod bench;
 mod cache;
 pub mod collections;

@@ -55,6 +55,11 @@ impl fmt::Display for MergeConflict {
 impl std::error::Error for MergeConflict {}
 
 /// A value that merges field by field (derive it with `#[derive(Merge)]`).
+#[diagnostic::on_unimplemented(
+    message = "`#[merge(nested)]` needs a type that merges its own fields, and `{Self}` does not",
+    label = "this field cannot be merged field by field",
+    note = "add `#[derive(Merge)]` (from `durus_core::persistent::merge`) to `{Self}`"
+)]
 pub trait Merge: Sized {
     /// Merges `ours` and `stored`, both changed from `initial`.
     fn merge(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict>;
