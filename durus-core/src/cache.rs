@@ -13,7 +13,7 @@ use std::rc::{Rc, Weak};
 
 /// A hasher for oids: one multiply, since oids are dense integers.
 #[derive(Default, Clone, Copy)]
-pub(crate) struct OidHasher(u64);
+pub struct OidHasher(u64);
 
 impl Hasher for OidHasher {
     fn finish(&self) -> u64 {
@@ -29,7 +29,7 @@ impl Hasher for OidHasher {
     }
 }
 
-pub(crate) type OidMap<V> = HashMap<Oid, V, BuildHasherDefault<OidHasher>>;
+pub type OidMap<V> = HashMap<Oid, V, BuildHasherDefault<OidHasher>>;
 
 pub(crate) struct Cache {
     objects: OidMap<Weak<dyn ErasedObj>>,

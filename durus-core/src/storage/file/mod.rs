@@ -26,12 +26,13 @@ pub use io::{FileIo, IoWrapper, StdFileIo};
 pub use tools::{repair, verify, verify_with_progress, Problem, RepairReport, VerifyReport};
 
 use super::{CommitHandler, Durability, Storage};
+use crate::cache::OidMap;
 use crate::error::{Error, Result, StorageError};
 use crate::oid::Oid;
 use durable::{GroupSync, Poison};
 use pack::Packer;
 use shelf::{io_err, Holes, OffsetMap};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -132,7 +133,7 @@ pub(crate) struct Shelf {
     io: Arc<dyn FileIo>,
     map: OffsetMap,
     /// Offsets of the records written after the map (the latest per oid).
-    index: HashMap<Oid, u64>,
+    index: OidMap<u64>,
     /// The length of the file as far as whole transactions go.
     end: u64,
     cursor: OidCursor,

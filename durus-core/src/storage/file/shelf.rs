@@ -10,9 +10,9 @@
 //! end of the file before it is used.
 
 use super::io::{FileIo, ScanReader};
+use crate::cache::OidMap;
 use crate::error::{Error, Result, StorageError};
 use crate::oid::Oid;
-use std::collections::HashMap;
 
 /// The 8 bytes every SHELF-1 file starts with.
 pub const PREFIX: &[u8; 8] = b"SHELF-1\n";
@@ -351,7 +351,7 @@ pub fn read_head(io: &dyn FileIo, file_len: u64) -> Result<OffsetMap> {
 #[derive(Debug, Default)]
 pub struct Scan {
     /// The latest offset of each oid written in those transactions.
-    pub index: HashMap<Oid, u64>,
+    pub index: OidMap<u64>,
     /// Where the last whole transaction ends.
     pub end: u64,
     /// How many whole transactions there are.

@@ -4,10 +4,10 @@ use super::io::{FileIo, ScanReader, StdFileIo};
 use super::pack::Bitmap;
 use super::shelf::{self, io_err, Holes, INITIAL_RECORDS};
 use super::{open_io, Cut, FileOptions};
+use crate::cache::OidMap;
 use crate::error::{Error, Result, StorageError};
 use crate::oid::Oid;
 use crate::record;
-use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::path::Path;
@@ -206,7 +206,7 @@ pub fn verify_with_progress(
     }
 
     // The transactions after the map.
-    let mut index: HashMap<Oid, u64> = HashMap::new();
+    let mut index: OidMap<u64> = OidMap::default();
     match shelf::scan_transactions(&io, map.end(), report.file_len, |_, _| Ok(())) {
         Ok(scan) => {
             report.transactions = scan.transactions;
