@@ -27,8 +27,8 @@ pub const OPEN_CACHE_SIZE: usize = 100_000;
 /// The cache size of the packing connection.
 pub const PACK_CACHE_SIZE: usize = 10_000;
 
-/// Opens the file, loads the root, looks up item N/2.
-pub fn open(opts: &Options) -> Result<Record> {
+/// Both W6 runs need a sane N and an existing file.
+fn check(opts: &Options) -> Result<()> {
     items::check_count("n", opts.n, MAX_OPS)?;
     if !opts.common.db.exists() {
         return Err(bench_error(format!(
@@ -36,6 +36,12 @@ pub fn open(opts: &Options) -> Result<Record> {
             opts.common.db.display()
         )));
     }
+    Ok(())
+}
+
+/// Opens the file, loads the root, looks up item N/2.
+pub fn open(opts: &Options) -> Result<Record> {
+    check(opts)?;
     let cpu = CpuSnapshot::take();
     let t0 = Instant::now();
     let storage = items::open_file(&opts.common.db, opts.common.fsync)?;
@@ -66,13 +72,7 @@ pub fn open(opts: &Options) -> Result<Record> {
 
 /// Packs the file once.
 pub fn pack(opts: &Options) -> Result<Record> {
-    items::check_count("n", opts.n, MAX_OPS)?;
-    if !opts.common.db.exists() {
-        return Err(bench_error(format!(
-            "{} does not exist",
-            opts.common.db.display()
-        )));
-    }
+    check(opts)?;
     let cpu = CpuSnapshot::take();
     let storage = items::open_file(&opts.common.db, opts.common.fsync)?;
     let conn = Connection::with_cache_size(Box::new(storage), PACK_CACHE_SIZE);
