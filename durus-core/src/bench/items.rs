@@ -170,6 +170,12 @@ pub fn self_peak_rss_kb() -> Option<u64> {
     procs::proc_status_kb(std::process::id(), "VmHWM")
 }
 
+/// Starts a new peak for VmHWM (Linux: writing 5 to clear_refs), so that
+/// the peak of one phase can be read. Best effort.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// This process's resident set now (VmRSS, KiB).
 pub fn self_rss_kb() -> Option<u64> {
     procs::proc_status_kb(std::process::id(), "VmRSS")

@@ -40,7 +40,7 @@ pub fn run(opts: &Options) -> Result<Record> {
     std::fs::copy(&opts.src, db).map_err(crate::Error::Io)?;
     let outcome = delete_and_pack(opts);
     procs::remove_db(db);
-    let (deleted, pack_s, size_before, size_after, records_after, keys) = outcome?;
+    let (deleted, pack_s, size_before, size_after, records_after, keys, pack_rss) = outcome?;
     let verified = keys == opts.n - deleted;
     let mut rec = items::record("W7", Some(opts.common.fsync), &cpu);
     rec.set("n", opts.n)
@@ -51,11 +51,23 @@ pub fn run(opts: &Options) -> Result<Record> {
         .set("records_after", records_after)
         .set("items_after", keys)
         .set("verified", verified)
-        .set("client_rss_kb", items::self_peak_rss_kb());
+        .set("client_rss_kb", items::self_peak_rss_kb())
+        .set("rss_before_pack_kb", pack_rss.0)
+        .set("pack_peak_rss_kb", pack_rss.1);
     Ok(rec)
 }
 
-type Outcome = (u64, f64, Option<u64>, Option<u64>, usize, u64);
+/// Deleted, pack seconds, sizes before and after, records after, keys
+/// after, and the resident set (KiB) before the pack and at its peak.
+type Outcome = (
+    u64,
+    f64,
+    Option<u64>,
+    Option<u64>,
+    usize,
+    u64,
+    (Option<u64>, Option<u64>),
+);
 
 fn delete_and_pack(opts: &Options) -> Result<Outcome> {
     let db = &opts.common.db;
@@ -84,9 +96,12 @@ fn delete_and_pack(opts: &Options) -> Result<Outcome> {
     // Timed: the pack only, not the open.
     let storage = items::open_file(db, opts.common.fsync)?;
     let conn = Connection::with_cache_size(Box::new(storage), CACHE_SIZE);
+    let rss_before_pack = items::self_rss_kb();
+    items::reset_peak_rss();
     let t0 = Instant::now();
     conn.pack()?;
     let pack_s = t0.elapsed().as_secs_f64();
+    let pack_rss = (rss_before_pack, items::self_peak_rss_kb());
     let root: PRef<ItemsRoot> = conn.root()?;
     let (_, container) = items::parent_and_items(&root)?;
     let mut keys = 0u64;
@@ -109,5 +124,6 @@ fn delete_and_pack(opts: &Options) -> Result<Outcome> {
         size_after,
         records_after,
         keys,
+        pack_rss,
     ))
 }
