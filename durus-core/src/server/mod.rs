@@ -71,6 +71,8 @@ struct Shared {
     packing: AtomicBool,
     bytes_since_pack: AtomicU64,
     pack_threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Sessions polling their socket for the next request right now.
+    polling: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -177,6 +179,7 @@ impl Server {
                 stopping: AtomicBool::new(false),
                 wake,
                 connections: AtomicUsize::new(0),
+                polling: Arc::new(AtomicUsize::new(0)),
                 packing: AtomicBool::new(false),
                 bytes_since_pack: AtomicU64::new(0),
                 pack_threads: Mutex::new(Vec::new()),

@@ -4,14 +4,14 @@
 use super::{Shared, TICK};
 use crate::error::Error;
 use crate::hub::{CommitExchange, Session};
-use crate::net::Stream;
+use crate::net::{Polled, Stream};
 use crate::protocol::{
     encode_oid_list, CommitAnswer, FrameReader, LoadResponse, ReadError, Request, PROTOCOL_VERSION,
     STATUS_INVALID, STATUS_OKAY,
 };
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 /// Why a session ends.
@@ -25,9 +25,22 @@ enum End {
 struct Client<'a> {
     shared: &'a Arc<Shared>,
     stream: &'a Stream,
-    reader: FrameReader<&'a Stream>,
+    reader: FrameReader<Polled<&'a Stream>>,
     session: Session,
     out: Vec<u8>,
+}
+
+/// How long a session polls for its client's next request before it
+/// blocks (see [`Polled`]): a client in a loop of requests answers within
+/// this, and is then served without waking a sleeping CPU.
+const POLL: Duration = Duration::from_micros(50);
+
+/// At most this many sessions poll at once: one CPU is left to the rest.
+fn polling_sessions() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// Serves one client until it leaves, misbehaves or the server stops.
@@ -43,7 +56,10 @@ pub(super) fn run(shared: &Arc<Shared>, stream: Stream, peer: &str) {
     let mut client = Client {
         shared,
         stream: &stream,
-        reader: FrameReader::new(&stream, Some(timeout)),
+        reader: FrameReader::new(
+            Polled::new(&stream, POLL).gated(shared.polling.clone(), polling_sessions()),
+            Some(timeout),
+        ),
         session: shared.hub.session(),
         out: Vec::with_capacity(4096),
     };

@@ -3,7 +3,7 @@
 
 use super::{ClientTransaction, CommitHandler, Durability, Storage};
 use crate::error::{Error, ProtocolError, Result, StorageError};
-use crate::net::{Address, Stream};
+use crate::net::{Address, Polled, Stream};
 use crate::oid::Oid;
 use crate::protocol::{
     decode_fixed_oids, decode_oid_list, decode_status, decode_version, BulkLoadRequest,
@@ -20,11 +20,14 @@ const OID_BATCH: u8 = 32;
 /// round trip costs far more than a record on loopback.
 const PREFETCH: usize = 64;
 
+/// How long a read of a reply polls before it blocks (see [`Polled`]).
+const POLL: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// A storage on a server. One client session; not shared between threads.
 pub struct ClientStorage {
     address: Address,
     stream: Stream,
-    reader: FrameReader<Stream>,
+    reader: FrameReader<Polled<Stream>>,
     out: Vec<u8>,
     transaction: ClientTransaction,
     closed: bool,
@@ -48,7 +51,7 @@ impl ClientStorage {
         let mut storage = ClientStorage {
             address: address.clone(),
             stream,
-            reader: FrameReader::new(read_half, None),
+            reader: FrameReader::new(Polled::new(read_half, POLL), None),
             out: Vec::with_capacity(4096),
             transaction: ClientTransaction::default(),
             closed: false,
