@@ -7,25 +7,10 @@ mod support;
 use durus_core::error::StorageError;
 use durus_core::storage::file::{self, FileOptions, FsyncPolicy};
 use durus_core::storage::NoConflicts;
-use durus_core::{record, Connection, Error, FileStorage, Hub, Oid, PRef, Persistent, Storage};
+use durus_core::{Connection, Error, FileStorage, Hub, Oid, PRef, Persistent, Storage};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use support::Scratch;
-
-fn rec(oid: Oid, data: &[u8], refs: &[Oid]) -> Vec<u8> {
-    record::pack(oid, data, refs).expect("pack")
-}
-
-fn commit(fs: &mut FileStorage, records: Vec<(Oid, Vec<u8>)>) {
-    fs.begin();
-    for (oid, r) in records {
-        fs.store(oid, r).expect("store");
-    }
-    fs.end(&mut NoConflicts)
-        .expect("end")
-        .wait()
-        .expect("durable");
-}
+use support::{commit, rec, Scratch};
 
 #[test]
 fn new_file_is_an_empty_durus_shelf() -> durus_core::Result<()> {

@@ -6,25 +6,9 @@ mod support;
 
 use durus_core::error::StorageError;
 use durus_core::storage::file::{self, FileOptions};
-use durus_core::storage::NoConflicts;
-use durus_core::{record, Error, FileStorage, Oid, Storage};
+use durus_core::{Error, FileStorage, Oid, Storage};
 use std::path::Path;
-use support::Scratch;
-
-fn rec(oid: Oid, data: &[u8], refs: &[Oid]) -> Vec<u8> {
-    record::pack(oid, data, refs).expect("pack")
-}
-
-fn commit(fs: &mut FileStorage, records: Vec<(Oid, Vec<u8>)>) {
-    fs.begin();
-    for (oid, r) in records {
-        fs.store(oid, r).expect("store");
-    }
-    fs.end(&mut NoConflicts)
-        .expect("end")
-        .wait()
-        .expect("durable");
-}
+use support::{commit, rec, Scratch};
 
 /// A packed base, one later transaction, then the last one. Returns the
 /// length before the last transaction.

@@ -66,15 +66,11 @@ fn python_dump(path: &Path) -> String {
 }
 
 fn commit(fs: &mut FileStorage, records: &[(Oid, &[u8], &[Oid])]) {
-    fs.begin();
-    for (oid, data, refs) in records {
-        fs.store(*oid, record::pack(*oid, data, refs).expect("pack"))
-            .expect("store");
-    }
-    fs.end(&mut NoConflicts)
-        .expect("end")
-        .wait()
-        .expect("durable");
+    let records = records
+        .iter()
+        .map(|(oid, data, refs)| (*oid, support::rec(*oid, data, refs)))
+        .collect();
+    support::commit(fs, records);
 }
 
 /// A file with a packed base (holes included) and later transactions.

@@ -94,3 +94,21 @@ impl Drop for Scratch {
 }
 
 pub mod server;
+
+/// A record of `oid` holding `data` and referring to `refs`.
+pub fn rec(oid: durus_core::Oid, data: &[u8], refs: &[durus_core::Oid]) -> Vec<u8> {
+    durus_core::record::pack(oid, data, refs).expect("pack")
+}
+
+/// Stores `records` in one transaction of `storage` and waits until it is durable.
+pub fn commit(storage: &mut dyn durus_core::Storage, records: Vec<(durus_core::Oid, Vec<u8>)>) {
+    storage.begin();
+    for (oid, r) in records {
+        storage.store(oid, r).expect("store");
+    }
+    storage
+        .end(&mut durus_core::storage::NoConflicts)
+        .expect("end")
+        .wait()
+        .expect("durable");
+}
