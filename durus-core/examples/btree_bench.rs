@@ -14,14 +14,10 @@
 //! strings. For a file, the traversal runs on the file opened again.
 
 use durus_core::bench::data::item_string;
-use durus_core::storage::{CommitHandler, Durability, FileOptions, FsyncPolicy, Storage};
-use durus_core::{
-    BTree, Connection, FileStorage, Hub, MemoryStorage, Oid, PRef, Persistent, Result,
-};
+use durus_core::storage::{Counting, FileOptions, FsyncPolicy, Storage};
+use durus_core::{BTree, Connection, FileStorage, Hub, MemoryStorage, PRef, Persistent, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Persistent, Serialize, Deserialize)]
@@ -43,45 +39,6 @@ struct Item {
 struct Root {
     parent: Option<PRef<Parent>>,
     items: BTree<u64, PRef<Item>>,
-}
-
-/// Counts the records and bytes stored by commits.
-struct Counting {
-    inner: Box<dyn Storage>,
-    records: Arc<AtomicU64>,
-    bytes: Arc<AtomicU64>,
-}
-
-impl Storage for Counting {
-    fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
-        self.inner.load(oid)
-    }
-    fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
-        self.inner.bulk_load(oids)
-    }
-    fn new_oid(&mut self) -> Result<Oid> {
-        self.inner.new_oid()
-    }
-    fn begin(&mut self) {
-        self.inner.begin()
-    }
-    fn store(&mut self, oid: Oid, record: Vec<u8>) -> Result<()> {
-        self.records.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(record.len() as u64, Ordering::Relaxed);
-        self.inner.store(oid, record)
-    }
-    fn end(&mut self, handler: &mut dyn CommitHandler) -> Result<Durability> {
-        self.inner.end(handler)
-    }
-    fn sync(&mut self) -> Result<Vec<Oid>> {
-        self.inner.sync()
-    }
-    fn pack(&mut self) -> Result<()> {
-        self.inner.pack()
-    }
-    fn close(&mut self) -> Result<()> {
-        self.inner.close()
-    }
 }
 
 fn main() -> Result<()> {
@@ -111,13 +68,8 @@ fn main() -> Result<()> {
         })
     };
     let batch = 1_000;
-    let records = Arc::new(AtomicU64::new(0));
-    let bytes = Arc::new(AtomicU64::new(0));
-    let mut hub = Hub::new(Counting {
-        inner: open()?,
-        records: records.clone(),
-        bytes: bytes.clone(),
-    });
+    let (storage, counts) = Counting::new(open()?);
+    let mut hub = Hub::new(storage);
     println!("storage: {mode}");
     let strings: Vec<String> = (0..n).map(item_string).collect();
 
@@ -130,10 +82,7 @@ fn main() -> Result<()> {
     root.write()?.parent = Some(parent.clone());
     let tree = root.read()?.items.clone();
     conn.commit()?;
-    let (r0, b0) = (
-        records.load(Ordering::Relaxed),
-        bytes.load(Ordering::Relaxed),
-    );
+    let (r0, b0) = counts.total();
     let start = Instant::now();
     for (i, s) in strings.into_iter().enumerate() {
         let i = i as u64;
@@ -149,8 +98,8 @@ fn main() -> Result<()> {
     }
     conn.commit()?;
     let insert_secs = start.elapsed().as_secs_f64();
-    let written = records.load(Ordering::Relaxed) - r0;
-    let written_bytes = bytes.load(Ordering::Relaxed) - b0;
+    let written = counts.total().0 - r0;
+    let written_bytes = counts.total().1 - b0;
     let depth = tree.depth()?;
     println!(
         "W1 insert: {n} entries in {insert_secs:.2} s = {:.0} entries/s; \
@@ -160,10 +109,7 @@ fn main() -> Result<()> {
     );
 
     // One more insert into the full tree.
-    let (r1, b1) = (
-        records.load(Ordering::Relaxed),
-        bytes.load(Ordering::Relaxed),
-    );
+    let (r1, b1) = counts.total();
     let item = PRef::new(Item {
         n,
         s: item_string(n),
@@ -173,8 +119,8 @@ fn main() -> Result<()> {
     conn.commit()?;
     println!(
         "one insert into the full tree: {} records, {} bytes",
-        records.load(Ordering::Relaxed) - r1,
-        bytes.load(Ordering::Relaxed) - b1
+        counts.total().0 - r1,
+        counts.total().1 - b1
     );
     drop(tree);
     drop(root);
@@ -185,11 +131,7 @@ fn main() -> Result<()> {
         drop(hub);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let start = Instant::now();
-        hub = Hub::new(Counting {
-            inner: open()?,
-            records: records.clone(),
-            bytes: bytes.clone(),
-        });
+        hub = Hub::new(open()?);
         println!(
             "file: {size} bytes = {:.0} bytes/entry; opened again in {:.3} s",
             size as f64 / n as f64,

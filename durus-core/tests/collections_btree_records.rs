@@ -3,7 +3,8 @@
 mod collections_common;
 mod support;
 
-use collections_common::{Counting, Rng};
+use collections_common::Rng;
+use durus_core::storage::Counting;
 use durus_core::storage::FileStorage;
 use durus_core::{BTree, Connection, MemoryStorage, PRef, Persistent, Result};
 use serde::{Deserialize, Serialize};

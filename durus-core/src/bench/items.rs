@@ -7,8 +7,7 @@
 use super::json::Record;
 use super::procs::{self, bench_error, CpuSnapshot, ServerProcess};
 use crate::error::{Error, Result};
-use crate::oid::Oid;
-use crate::storage::{ClientStorage, CommitHandler, Durability, FileOptions, FileStorage};
+use crate::storage::{ClientStorage, FileOptions, FileStorage};
 use crate::{BTree, Connection, FsyncPolicy, PRef, Persistent, Storage};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -201,100 +200,6 @@ pub fn check_count(name: &str, value: u64, max: u64) -> Result<()> {
         return Err(bench_error(format!("--{name} must be between 1 and {max}")));
     }
     Ok(())
-}
-
-/// A storage that counts the loads through it (the peer's
-/// `counting_load`), and passes everything on.
-pub struct CountingStorage {
-    inner: Box<dyn Storage>,
-    records: u64,
-    requests: u64,
-    counts: std::sync::Arc<std::sync::Mutex<(u64, u64)>>,
-}
-
-impl CountingStorage {
-    /// Wraps `inner`; the counts are read with [`CountingStorage::counts`].
-    pub fn new(inner: Box<dyn Storage>) -> (CountingStorage, LoadCounter) {
-        let counts = std::sync::Arc::new(std::sync::Mutex::new((0, 0)));
-        (
-            CountingStorage {
-                inner,
-                records: 0,
-                requests: 0,
-                counts: counts.clone(),
-            },
-            LoadCounter(counts),
-        )
-    }
-
-    fn publish(&self) {
-        if let Ok(mut c) = self.counts.lock() {
-            *c = (self.records, self.requests);
-        }
-    }
-}
-
-/// Reads the counts of a [`CountingStorage`] owned by a connection.
-#[derive(Debug, Clone)]
-pub struct LoadCounter(std::sync::Arc<std::sync::Mutex<(u64, u64)>>);
-
-impl LoadCounter {
-    /// (records loaded, load requests) so far.
-    pub fn get(&self) -> (u64, u64) {
-        self.0.lock().map(|c| *c).unwrap_or((0, 0))
-    }
-}
-
-impl Storage for CountingStorage {
-    fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
-        self.records += 1;
-        self.requests += 1;
-        self.publish();
-        self.inner.load(oid)
-    }
-
-    fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
-        self.records += oids.len() as u64;
-        self.requests += 1;
-        self.publish();
-        self.inner.bulk_load(oids)
-    }
-
-    fn prefetch_hint(&self) -> usize {
-        self.inner.prefetch_hint()
-    }
-
-    fn new_oid(&mut self) -> Result<Oid> {
-        self.inner.new_oid()
-    }
-
-    fn begin(&mut self) {
-        self.inner.begin()
-    }
-
-    fn store(&mut self, oid: Oid, record: Vec<u8>) -> Result<()> {
-        self.inner.store(oid, record)
-    }
-
-    fn end(&mut self, handler: &mut dyn CommitHandler) -> Result<Durability> {
-        self.inner.end(handler)
-    }
-
-    fn sync(&mut self) -> Result<Vec<Oid>> {
-        self.inner.sync()
-    }
-
-    fn pack(&mut self) -> Result<()> {
-        self.inner.pack()
-    }
-
-    fn pack_step(&mut self) -> Result<bool> {
-        self.inner.pack_step()
-    }
-
-    fn close(&mut self) -> Result<()> {
-        self.inner.close()
-    }
 }
 
 /// An error for a failed check, with the workload's name.

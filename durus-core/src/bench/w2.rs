@@ -3,9 +3,7 @@
 //! (reported as `open_s`), then walks the Container in key order, loading
 //! every item and checking it. One op is one item visited.
 
-use super::items::{
-    self, Common, CountingStorage, Item, ItemsRoot, Target, MAX_LOOP_TIME, MAX_OPS,
-};
+use super::items::{self, Common, Item, ItemsRoot, Target, MAX_LOOP_TIME, MAX_OPS};
 use super::json::Record;
 use super::procs::{self, CpuSnapshot};
 use crate::error::Result;
@@ -70,7 +68,7 @@ pub fn run(opts: &Options) -> Result<Record> {
 fn walk(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<Walk> {
     let t0 = Instant::now();
     let inner = items::open_storage(opts.target, &opts.common, server)?;
-    let (storage, counter) = CountingStorage::new(inner);
+    let (storage, counter) = crate::storage::Counting::new(inner);
     let cache = usize::try_from(opts.n)
         .unwrap_or(usize::MAX)
         .saturating_add(10_000);
@@ -80,7 +78,7 @@ fn walk(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<Walk> {
     let (parent, container) = items::parent_and_items(&root)?;
     let (mut count, mut total, mut bad) = (0u64, 0u64, 0u64);
     let loads_before = conn.load_count();
-    let requests_before = counter.get().1;
+    let requests_before = counter.loads().1;
     let t0 = Instant::now();
     for entry in container.iter() {
         let (k, item): (u64, PRef<Item>) = entry?;
@@ -98,7 +96,7 @@ fn walk(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<Walk> {
     }
     let seconds = t0.elapsed().as_secs_f64();
     let loads = conn.load_count() - loads_before;
-    let requests = counter.get().1 - requests_before;
+    let requests = counter.loads().1 - requests_before;
     if parent.read()?.name != items::PARENT_NAME {
         bad += 1;
     }

@@ -7,9 +7,7 @@
 //! throughput.
 
 use super::data;
-use super::items::{
-    self, Common, CountingStorage, Item, ItemsRoot, Target, MAX_LOOP_TIME, MAX_OPS,
-};
+use super::items::{self, Common, Item, ItemsRoot, Target, MAX_LOOP_TIME, MAX_OPS};
 use super::json::Record;
 use super::procs::{self, bench_error, CpuSnapshot};
 use crate::error::Result;
@@ -123,7 +121,7 @@ fn point_loads(opts: &Options, server: &procs::ServerProcess) -> Result<Loads> {
     drop(oids);
 
     let inner = items::open_storage(Target::Server, &opts.common, Some(server))?;
-    let (storage, counter) = CountingStorage::new(inner);
+    let (storage, counter) = crate::storage::Counting::new(inner);
     let conn = Connection::with_cache_size(Box::new(storage), CACHE_SIZE);
     // Untimed: the bare round trip to this server in this placement of
     // the processes on the CPUs (a sync, which loads nothing).
@@ -134,7 +132,7 @@ fn point_loads(opts: &Options, server: &procs::ServerProcess) -> Result<Loads> {
         rt_ns.push(u64::try_from(a.elapsed().as_nanos()).unwrap_or(u64::MAX));
     }
     rt_ns.sort_unstable();
-    let before = counter.get();
+    let before = counter.loads();
     let mut lat_ns = Vec::with_capacity(targets.len());
     let mut bad = 0u64;
     let t0 = Instant::now();
@@ -155,7 +153,7 @@ fn point_loads(opts: &Options, server: &procs::ServerProcess) -> Result<Loads> {
         }
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let after = counter.get();
+    let after = counter.loads();
     items::close(conn)?;
     Ok(Loads {
         seconds,

@@ -6,11 +6,13 @@
 //! [`CommitHandler`], whether that is a conflict or can be resolved.
 
 mod client;
+mod counting;
 pub mod file;
 mod memory;
 mod transaction;
 
 pub use client::ClientStorage;
+pub use counting::{Counting, StorageCounts};
 pub use file::{FileOptions, FileStorage, FsyncPolicy};
 pub use memory::MemoryStorage;
 pub(crate) use transaction::ClientTransaction;

@@ -2,13 +2,10 @@
 //! counts what commits write, and the model-based BTree run.
 #![allow(dead_code)]
 
-use durus_core::storage::{CommitHandler, Durability, Storage};
-use durus_core::{BTree, Connection, Oid, PRef, Persistent, Result};
+use durus_core::{BTree, Connection, PRef, Persistent, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 /// splitmix64 (WORKLOADS.md 1.3).
 pub struct Rng(u64);
@@ -28,106 +25,6 @@ impl Rng {
 
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
-    }
-}
-
-/// What a [`Counting`] storage saw.
-#[derive(Default)]
-pub struct Counts {
-    /// Records in the last ended transaction.
-    pub last_records: AtomicU64,
-    /// Record bytes in the last ended transaction.
-    pub last_bytes: AtomicU64,
-    pub total_records: AtomicU64,
-    pub total_bytes: AtomicU64,
-    pending_records: AtomicU64,
-    pending_bytes: AtomicU64,
-}
-
-impl Counts {
-    pub fn last(&self) -> (u64, u64) {
-        (
-            self.last_records.load(Ordering::Relaxed),
-            self.last_bytes.load(Ordering::Relaxed),
-        )
-    }
-
-    pub fn total(&self) -> (u64, u64) {
-        (
-            self.total_records.load(Ordering::Relaxed),
-            self.total_bytes.load(Ordering::Relaxed),
-        )
-    }
-}
-
-/// A storage adapter that counts the records and bytes each commit stores.
-pub struct Counting<S> {
-    inner: S,
-    pub counts: Arc<Counts>,
-}
-
-impl<S: Storage> Counting<S> {
-    pub fn new(inner: S) -> (Counting<S>, Arc<Counts>) {
-        let counts = Arc::new(Counts::default());
-        (
-            Counting {
-                inner,
-                counts: counts.clone(),
-            },
-            counts,
-        )
-    }
-}
-
-impl<S: Storage> Storage for Counting<S> {
-    fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
-        self.inner.load(oid)
-    }
-
-    fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
-        self.inner.bulk_load(oids)
-    }
-
-    fn new_oid(&mut self) -> Result<Oid> {
-        self.inner.new_oid()
-    }
-
-    fn begin(&mut self) {
-        self.counts.pending_records.store(0, Ordering::Relaxed);
-        self.counts.pending_bytes.store(0, Ordering::Relaxed);
-        self.inner.begin()
-    }
-
-    fn store(&mut self, oid: Oid, record: Vec<u8>) -> Result<()> {
-        self.counts.pending_records.fetch_add(1, Ordering::Relaxed);
-        self.counts
-            .pending_bytes
-            .fetch_add(record.len() as u64, Ordering::Relaxed);
-        self.inner.store(oid, record)
-    }
-
-    fn end(&mut self, handler: &mut dyn CommitHandler) -> Result<Durability> {
-        let out = self.inner.end(handler)?;
-        let c = &self.counts;
-        let records = c.pending_records.swap(0, Ordering::Relaxed);
-        let bytes = c.pending_bytes.swap(0, Ordering::Relaxed);
-        c.last_records.store(records, Ordering::Relaxed);
-        c.last_bytes.store(bytes, Ordering::Relaxed);
-        c.total_records.fetch_add(records, Ordering::Relaxed);
-        c.total_bytes.fetch_add(bytes, Ordering::Relaxed);
-        Ok(out)
-    }
-
-    fn sync(&mut self) -> Result<Vec<Oid>> {
-        self.inner.sync()
-    }
-
-    fn pack(&mut self) -> Result<()> {
-        self.inner.pack()
-    }
-
-    fn close(&mut self) -> Result<()> {
-        self.inner.close()
     }
 }
 

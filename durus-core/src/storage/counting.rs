@@ -1,0 +1,179 @@
+//! [`Counting`]: a storage adapter that counts what passes through it, for
+//! benchmarks and tests (round trips of a traversal, records per commit).
+
+use super::{CommitHandler, Durability, Storage};
+use crate::error::Result;
+use crate::oid::Oid;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What a [`Counting`] storage saw. Shared, so it can be read while a
+/// connection owns the storage.
+#[derive(Debug, Default)]
+pub struct StorageCounts {
+    records_loaded: AtomicU64,
+    load_requests: AtomicU64,
+    last_records: AtomicU64,
+    last_bytes: AtomicU64,
+    committed_records: AtomicU64,
+    committed_bytes: AtomicU64,
+    pending_records: AtomicU64,
+    pending_bytes: AtomicU64,
+}
+
+impl StorageCounts {
+    /// (records loaded, load requests: one per `load` or `bulk_load`).
+    pub fn loads(&self) -> (u64, u64) {
+        (
+            self.records_loaded.load(Ordering::Relaxed),
+            self.load_requests.load(Ordering::Relaxed),
+        )
+    }
+
+    /// (records, bytes) of the last committed transaction.
+    pub fn last(&self) -> (u64, u64) {
+        (
+            self.last_records.load(Ordering::Relaxed),
+            self.last_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// (records, bytes) of every committed transaction.
+    pub fn total(&self) -> (u64, u64) {
+        (
+            self.committed_records.load(Ordering::Relaxed),
+            self.committed_bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Passes everything on to `inner`, counting loads and committed records.
+pub struct Counting<S> {
+    inner: S,
+    counts: Arc<StorageCounts>,
+    prefetch_hint: Option<usize>,
+}
+
+impl<S: Storage> Counting<S> {
+    /// Wraps `inner`; the returned counts follow it.
+    pub fn new(inner: S) -> (Counting<S>, Arc<StorageCounts>) {
+        let counts = Arc::new(StorageCounts::default());
+        let storage = Counting {
+            inner,
+            counts: counts.clone(),
+            prefetch_hint: None,
+        };
+        (storage, counts)
+    }
+
+    /// Answers `prefetch_hint` with `hint` instead of asking `inner`
+    /// (to try prefetching over an in-process storage).
+    pub fn with_prefetch_hint(mut self, hint: usize) -> Counting<S> {
+        self.prefetch_hint = Some(hint);
+        self
+    }
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl<S: Storage> Storage for Counting<S> {
+    fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
+        add(&self.counts.records_loaded, 1);
+        add(&self.counts.load_requests, 1);
+        self.inner.load(oid)
+    }
+
+    fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
+        add(&self.counts.records_loaded, oids.len() as u64);
+        add(&self.counts.load_requests, 1);
+        self.inner.bulk_load(oids)
+    }
+
+    fn prefetch_hint(&self) -> usize {
+        self.prefetch_hint
+            .unwrap_or_else(|| self.inner.prefetch_hint())
+    }
+
+    fn new_oid(&mut self) -> Result<Oid> {
+        self.inner.new_oid()
+    }
+
+    fn begin(&mut self) {
+        self.counts.pending_records.store(0, Ordering::Relaxed);
+        self.counts.pending_bytes.store(0, Ordering::Relaxed);
+        self.inner.begin()
+    }
+
+    fn store(&mut self, oid: Oid, record: Vec<u8>) -> Result<()> {
+        add(&self.counts.pending_records, 1);
+        add(&self.counts.pending_bytes, record.len() as u64);
+        self.inner.store(oid, record)
+    }
+
+    fn end(&mut self, handler: &mut dyn CommitHandler) -> Result<Durability> {
+        let out = self.inner.end(handler)?;
+        let c = &self.counts;
+        let records = c.pending_records.swap(0, Ordering::Relaxed);
+        let bytes = c.pending_bytes.swap(0, Ordering::Relaxed);
+        c.last_records.store(records, Ordering::Relaxed);
+        c.last_bytes.store(bytes, Ordering::Relaxed);
+        add(&c.committed_records, records);
+        add(&c.committed_bytes, bytes);
+        Ok(out)
+    }
+
+    fn sync(&mut self) -> Result<Vec<Oid>> {
+        self.inner.sync()
+    }
+
+    fn pack(&mut self) -> Result<()> {
+        self.inner.pack()
+    }
+
+    fn pack_step(&mut self) -> Result<bool> {
+        self.inner.pack_step()
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.inner.close()
+    }
+}
+
+/// A boxed storage is a storage, so adapters can wrap one.
+impl<S: Storage + ?Sized> Storage for Box<S> {
+    fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
+        (**self).load(oid)
+    }
+    fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
+        (**self).bulk_load(oids)
+    }
+    fn prefetch_hint(&self) -> usize {
+        (**self).prefetch_hint()
+    }
+    fn new_oid(&mut self) -> Result<Oid> {
+        (**self).new_oid()
+    }
+    fn begin(&mut self) {
+        (**self).begin()
+    }
+    fn store(&mut self, oid: Oid, record: Vec<u8>) -> Result<()> {
+        (**self).store(oid, record)
+    }
+    fn end(&mut self, handler: &mut dyn CommitHandler) -> Result<Durability> {
+        (**self).end(handler)
+    }
+    fn sync(&mut self) -> Result<Vec<Oid>> {
+        (**self).sync()
+    }
+    fn pack(&mut self) -> Result<()> {
+        (**self).pack()
+    }
+    fn pack_step(&mut self) -> Result<bool> {
+        (**self).pack_step()
+    }
+    fn close(&mut self) -> Result<()> {
+        (**self).close()
+    }
+}
