@@ -24,8 +24,13 @@ pub enum Error {
     Borrowed(Option<Oid>),
     /// The handle belongs to another connection, or to none when one is needed.
     WrongConnection(Option<Oid>),
-    /// A commit was tried after a conflict without an `abort` first.
+    /// The transaction needs an `abort` (after a conflict or a failed
+    /// commit) before anything else.
     NeedsAbort,
+    /// A commit failed at a point where it may have been stored (an fsync
+    /// failed, the server went away before answering). What the storage
+    /// holds tells; the storage refuses further commits until reopened.
+    OutcomeUnknown(String),
     /// The storage failed.
     Storage(StorageError),
     /// A peer broke the wire protocol.
@@ -172,7 +177,13 @@ impl fmt::Display for Error {
                 write!(f, "object {oid} belongs to another connection")
             }
             Error::WrongConnection(None) => write!(f, "object is not in any connection"),
-            Error::NeedsAbort => write!(f, "still conflicted: call abort() before committing"),
+            Error::NeedsAbort => write!(
+                f,
+                "the transaction needs an abort (after a conflict or a failed commit)"
+            ),
+            Error::OutcomeUnknown(why) => {
+                write!(f, "the commit may or may not have been stored: {why}")
+            }
             Error::Storage(e) => e.fmt(f),
             Error::Protocol(e) => e.fmt(f),
             Error::Io(e) => write!(f, "i/o error: {e}"),

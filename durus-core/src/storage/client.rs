@@ -208,7 +208,12 @@ impl Storage for ClientStorage {
         if oids.is_empty() {
             return Ok(Durability::done());
         }
-        match self.read_status()? {
+        // The server has the whole transaction: without its answer, no one
+        // here can tell whether it stored it.
+        let status = self.read_status().map_err(|e| {
+            Error::OutcomeUnknown(format!("the server did not answer the commit: {e}"))
+        })?;
+        match status {
             STATUS_OKAY => Ok(Durability::done()),
             STATUS_INVALID => Err(Error::write_conflict(oids)),
             other => Err(Error::Protocol(ProtocolError::Malformed(format!(
