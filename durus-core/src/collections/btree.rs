@@ -52,7 +52,12 @@
 //!      side's version (it could need a join; the root leaf, which has no
 //!      minimum, is treated the same way, so concurrent removals from a small
 //!      root leaf conflict);
-//!    - either version is not a leaf.
+//!    - either version is not a leaf;
+//!    - this transaction changed the leaf's key range (a split, a join, a
+//!      borrow from a sibling, an entry taken up to replace a separator):
+//!      a key the other side added could now belong to a sibling. The
+//!      other side's range changes rewrite a parent this transaction read,
+//!      a conflict by rule 1.
 //! 3. An **interior node** changed by both sides is always a conflict (its
 //!    children changed); it keeps no snapshot, so the conflict is found
 //!    without loading anything.
