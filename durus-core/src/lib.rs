@@ -38,6 +38,7 @@ pub mod bench;
 mod cache;
 pub mod collections;
 pub mod connection;
+mod database;
 pub mod encoding;
 pub mod error;
 pub mod hub;
@@ -52,6 +53,7 @@ pub mod tools;
 
 pub use collections::{BTree, PersistentDict, PersistentList, PersistentSet};
 pub use connection::Connection;
+pub use database::{Database, DatabaseOptions};
 pub use durus_derive::Persistent;
 pub use error::{ConflictError, ConflictKind, Error, Result};
 pub use hub::Hub;

@@ -241,6 +241,12 @@ impl Connection {
         self.inner.serial()
     }
 
+    /// True when the storage can no longer be used (a server connection
+    /// that broke): the connection must be replaced.
+    pub fn is_closed(&self) -> bool {
+        self.inner.storage.try_borrow().is_ok_and(|s| s.is_closed())
+    }
+
     /// Runs `f` on the storage (for tools: pack progress, statistics).
     pub fn with_storage<R>(&self, f: impl FnOnce(&mut dyn Storage) -> R) -> R {
         f(self.inner.storage.borrow_mut().as_mut())
