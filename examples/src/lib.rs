@@ -4,3 +4,4 @@
 pub mod bank;
 pub mod notes;
 pub mod quickstart;
+pub mod shop;
