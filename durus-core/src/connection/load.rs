@@ -125,7 +125,8 @@ impl ConnInner {
     /// Decoding may make new persistent objects (a field added to the type
     /// since the record was written, defaulting to a new `BTree`, say). The
     /// object is then marked changed, so that the next commit stores it
-    /// with them, and what is put into them is not lost.
+    /// with them, and what is put into them is not lost; it is not merged
+    /// with another client's commit of it (that is a conflict).
     pub(super) fn install(&self, obj: &Rc<dyn ErasedObj>, oid: Oid, record: &[u8]) -> Result<()> {
         let view = record::unpack(record)?;
         self.prefetch_refs(&view);
@@ -143,8 +144,12 @@ impl ConnInner {
         self.loads.set(self.loads.get() + 1);
         self.cache.borrow_mut().keep(oid, obj.clone());
         if new_objects_made() != made_before {
+            // No snapshot: its state as loaded already holds the new
+            // objects, so a merge would take a field holding one as
+            // unchanged and drop what was put into it. A concurrent commit
+            // of the object is a conflict instead.
             obj.hdr().status.set(Status::Unsaved);
-            self.note_change(obj.clone(), obj.snapshot());
+            self.note_change(obj.clone(), None);
         }
         Ok(())
     }

@@ -97,8 +97,6 @@ pub(crate) trait ErasedObj: Any {
     fn is_borrowed(&self) -> bool;
     /// A `write` guard is alive.
     fn is_borrowed_mut(&self) -> bool;
-    /// A copy of the state for merging (see [`Persistent::snapshot`]).
-    fn snapshot(&self) -> Option<Box<dyn Any>>;
     /// Merges `stored` data with this object's state, given its snapshot.
     /// Returns the merged data and the merged state, which `replace_state`
     /// installs once the commit succeeds; the object is not changed here.
@@ -155,12 +153,6 @@ impl<T: Persistent> ErasedObj for Slot<T> {
 
     fn is_borrowed_mut(&self) -> bool {
         self.state.try_borrow().is_err()
-    }
-
-    fn snapshot(&self) -> Option<Box<dyn Any>> {
-        let state = self.state.try_borrow().ok()?;
-        let copy = state.as_ref()?.snapshot()?;
-        Some(Box::new(copy))
     }
 
     fn resolve(&self, stored: &[u8], initial: &dyn Any) -> Result<(Vec<u8>, Box<dyn Any>)> {
