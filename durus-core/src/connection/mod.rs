@@ -114,15 +114,18 @@ impl Connection {
         let inner = &self.inner;
         inner.check_usable()?;
         // Oid 0 stays ours after a failed first commit: no one else gets it.
-        let oid = if inner.root_reserved.get() {
-            Oid::ROOT
-        } else {
-            inner.storage.borrow_mut().new_oid()?
-        };
-        if oid != Oid::ROOT {
-            // Another client made the root first.
-            self.abort()?;
-            return self.get::<R>(Oid::ROOT);
+        if !inner.root_reserved.get() {
+            let oid = inner.storage.borrow_mut().new_oid()?;
+            if oid != Oid::ROOT {
+                // Another client was handed oid 0. Either it made the root
+                // by now, or it went away without: then the root is made
+                // here (a second client making it too conflicts at commit).
+                self.abort()?;
+                match self.get::<R>(Oid::ROOT) {
+                    Err(Error::NotFound(_)) => {}
+                    other => return other,
+                }
+            }
         }
         inner.root_reserved.set(true);
         let root = PRef::new(R::default());
