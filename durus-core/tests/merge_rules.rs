@@ -312,9 +312,15 @@ fn property_rules_hold_for_random_inputs() {
         assert_eq!(merge::three_way(&i, &s, &i), Ok(s));
         assert_eq!(merge::three_way(&o, &i, &i), Ok(o));
         assert_eq!(merge::sum(&i, &s, &i), Ok(s));
-        // both changed differently: reported, never merged
-        if o != i && s != i && o != s {
+        // both changed, even to equal values: reported, never merged
+        if o != i && s != i {
             assert!(merge::three_way(&o, &s, &i).is_err());
+        }
+        // `same` merges equal changes and nothing else
+        if o != i && s != i {
+            assert_eq!(merge::same(&o, &s, &i).is_ok(), o == s);
+        } else {
+            assert_eq!(merge::same(&o, &s, &i), merge::three_way(&o, &s, &i));
         }
         // union applies both sides' adds and removes
         let (si, so, ss) = (rng.set(), rng.set(), rng.set());

@@ -29,6 +29,16 @@ pub trait Persistent: Serialize + DeserializeOwned + 'static {
     /// can be renamed or moved without rewriting the database.
     const CLASS_NAME: &'static str;
 
+    /// Older class names of the type, still read (a record written under
+    /// one of them loads, and is written back under `CLASS_NAME`). Set with
+    /// `#[persistent(aliases = ["old.Name"])]`.
+    const CLASS_ALIASES: &'static [&'static str] = &[];
+
+    /// True when some field is `#[serde(flatten)]`, so the record's
+    /// top-level keys are not a fixed list of fields (see `crate::schema`).
+    #[doc(hidden)]
+    const FLATTENED: bool = false;
+
     /// True when the type has merge rules: its objects keep a snapshot of
     /// their state as loaded (state0) while changed, to merge concurrent commits.
     const RESOLVABLE: bool = false;
