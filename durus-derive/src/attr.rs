@@ -26,8 +26,8 @@ pub struct Bound {
 /// A field's merge rule.
 pub enum Rule {
     Sum {
-        min: Option<Bound>,
-        max: Option<Bound>,
+        min: Option<Box<Bound>>,
+        max: Option<Box<Bound>>,
     },
     Union,
     Ours,
@@ -162,7 +162,7 @@ fn sum_bounds(meta: &ParseNestedMeta<'_>) -> syn::Result<Rule> {
             return Err(inner.error("this bound is given twice"));
         }
         let expr: Expr = inner.value()?.parse()?;
-        *slot = Some(bound(expr)?);
+        *slot = Some(Box::new(bound(expr)?));
         Ok(())
     })?;
     if let (Some(lo), Some(hi)) = (&min, &max) {

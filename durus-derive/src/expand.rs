@@ -155,7 +155,7 @@ fn field_merge(field: &Field<'_>) -> TokenStream {
             max: None,
         }) => quote_spanned!(span=> #m::sum(#args)),
         Some(Rule::Sum { min, max }) => {
-            let bound = |b: &Option<crate::attr::Bound>| match b {
+            let bound = |b: &Option<Box<crate::attr::Bound>>| match b {
                 Some(b) => {
                     let e = &b.expr;
                     quote_spanned!(e.span()=> ::core::option::Option::Some(#e))
