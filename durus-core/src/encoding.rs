@@ -152,6 +152,160 @@ pub fn decode<T: DeserializeOwned>(oid: Oid, class: &str, data: &[u8]) -> Result
     Ok(value)
 }
 
+/// The most nested CBOR items [`item_len`] follows (ciborium's limit too).
+const MAX_DEPTH: usize = 256;
+
+/// The head of a CBOR item: major type, argument (`None` for an indefinite
+/// length) and head length.
+fn head(bytes: &[u8]) -> Option<(u8, Option<u64>, usize)> {
+    let first = *bytes.first()?;
+    let (major, info) = (first >> 5, first & 0x1f);
+    let (arg, len) = match info {
+        n @ 0..=23 => (Some(n as u64), 1),
+        24 => (Some(*bytes.get(1)? as u64), 2),
+        25 => (Some(be_uint(bytes.get(1..3))?), 3),
+        26 => (Some(be_uint(bytes.get(1..5))?), 5),
+        27 => (Some(be_uint(bytes.get(1..9))?), 9),
+        31 if matches!(major, 2..=5 | 7) => (None, 1),
+        _ => return None,
+    };
+    Some((major, arg, len))
+}
+
+/// The length in bytes of the CBOR data item at the start of `bytes`, or
+/// `None` when it is malformed or runs past the end.
+pub(crate) fn item_len(bytes: &[u8]) -> Option<usize> {
+    item_len_at(bytes, 0)
+}
+
+fn item_len_at(bytes: &[u8], depth: usize) -> Option<usize> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let (major, arg, mut at) = head(bytes)?;
+    let nested = |at: usize| item_len_at(bytes.get(at..)?, depth + 1);
+    match (major, arg) {
+        (0 | 1 | 7, Some(_)) => {}
+        (2 | 3, Some(n)) => at = at.checked_add(usize::try_from(n).ok()?)?,
+        (2 | 3, None) => loop {
+            if *bytes.get(at)? == 0xff {
+                at += 1;
+                break;
+            }
+            at += nested(at)?;
+        },
+        (4 | 5, Some(n)) => {
+            let items = if major == 5 { n.checked_mul(2)? } else { n };
+            for _ in 0..items {
+                at += nested(at)?;
+            }
+        }
+        (4 | 5, None) => loop {
+            if *bytes.get(at)? == 0xff {
+                at += 1;
+                break;
+            }
+            at += nested(at)?;
+        },
+        (6, Some(_)) => at += nested(at)?,
+        (7, None) => return None, // a lone break
+        _ => return None,
+    }
+    (at <= bytes.len()).then_some(at)
+}
+
+/// One entry of a CBOR map: its key when the key is a text string, and
+/// the raw bytes of the key and the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MapEntry<'a> {
+    pub(crate) key: Option<&'a str>,
+    pub(crate) bytes: &'a [u8],
+}
+
+/// The entries of a map (or of raw concatenated entries). Stops at the
+/// end, at the break of an indefinite map, or at malformed bytes.
+pub(crate) struct Entries<'a> {
+    rest: &'a [u8],
+    /// Entries left in a definite map; `None` runs to the end or a break.
+    left: Option<u64>,
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = MapEntry<'a>;
+
+    fn next(&mut self) -> Option<MapEntry<'a>> {
+        match self.left {
+            Some(0) => return None,
+            Some(ref mut n) => *n -= 1,
+            None if matches!(self.rest.first(), None | Some(0xff)) => return None,
+            None => {}
+        }
+        let key_len = item_len(self.rest)?;
+        let value_len = item_len(self.rest.get(key_len..)?)?;
+        let end = key_len.checked_add(value_len)?;
+        let (bytes, rest) = (self.rest.get(..end)?, self.rest.get(end..)?);
+        let key = match head(bytes) {
+            Some((3, Some(n), h)) => bytes
+                .get(h..h.checked_add(usize::try_from(n).ok()?)?)
+                .and_then(|b| std::str::from_utf8(b).ok()),
+            _ => None,
+        };
+        self.rest = rest;
+        Some(MapEntry { key, bytes })
+    }
+}
+
+/// The entries of the map `state` starts with, or `None` when it is not a map.
+pub(crate) fn map_entries(state: &[u8]) -> Option<Entries<'_>> {
+    let (major, arg, len) = head(state)?;
+    (major == 5).then(|| Entries {
+        rest: state.get(len..).unwrap_or_default(),
+        left: arg,
+    })
+}
+
+/// The entries of `raw`, a concatenation of map entries without a head.
+pub(crate) fn raw_entries(raw: &[u8]) -> Entries<'_> {
+    Entries {
+        rest: raw,
+        left: None,
+    }
+}
+
+/// The head of a definite map of `n` entries.
+pub(crate) fn map_head(n: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9);
+    push_head(&mut out, 5, n);
+    out
+}
+
+/// Adds `count` raw `entries` to the map that starts at `out[start]` and
+/// runs to the end of `out`. False when there is no map there.
+pub(crate) fn append_to_map(out: &mut Vec<u8>, start: usize, entries: &[u8], count: u64) -> bool {
+    let Some((5, arg, len)) = out.get(start..).and_then(head) else {
+        return false;
+    };
+    match arg {
+        Some(n) => {
+            let Some(total) = n.checked_add(count) else {
+                return false;
+            };
+            let new_head = map_head(total);
+            out.splice(start..start + len, new_head);
+            out.extend_from_slice(entries);
+        }
+        None => {
+            // An indefinite map ends with a break (0xff): insert before it.
+            if out.last() != Some(&0xff) {
+                return false;
+            }
+            let at = out.len() - 1;
+            out.splice(at..at, entries.iter().copied());
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +361,52 @@ mod tests {
         let mut extra = data.clone();
         extra.push(0);
         assert!(decode::<u32>(Oid(1), "A", &extra).is_err());
+    }
+
+    #[test]
+    fn map_entries_and_item_lengths() {
+        let mut state = Vec::new();
+        let value = std::collections::BTreeMap::from([
+            ("a", serde_cbor_like(1)),
+            ("bb", serde_cbor_like(300)),
+        ]);
+        ciborium::into_writer(&value, &mut state).unwrap();
+        assert_eq!(item_len(&state), Some(state.len()));
+        let keys: Vec<_> = map_entries(&state).unwrap().map(|e| e.key).collect();
+        assert_eq!(keys, [Some("a"), Some("bb")]);
+        assert!(map_entries(&[0x82, 1, 2]).is_none());
+        // Truncated or malformed items have no length.
+        assert_eq!(item_len(&state[..state.len() - 1]), None);
+        assert_eq!(item_len(&[0xff]), None);
+        assert_eq!(item_len(&[0x9f, 0x01, 0x02, 0xff]), Some(4));
+        assert_eq!(item_len(&[0xd9, 0x44, 0x55, 0x03]), Some(4));
+        let deep = vec![0x81; 1000];
+        assert_eq!(item_len(&deep), None);
+    }
+
+    fn serde_cbor_like(n: u32) -> Vec<u32> {
+        vec![n; 3]
+    }
+
+    #[test]
+    fn entries_are_appended_to_a_map() {
+        let mut out = vec![0x61, b'C', 0xa1, 0x61, b'a', 0x01];
+        let extra = [0x61, b'z', 0x02];
+        assert!(append_to_map(&mut out, 2, &extra, 1));
+        assert_eq!(out, [0x61, b'C', 0xa2, 0x61, b'a', 0x01, 0x61, b'z', 0x02]);
+        // 23 + 1 entries need a longer head.
+        let mut out = vec![0xb7];
+        for i in 0..23u8 {
+            out.extend_from_slice(&[i]);
+            out.extend_from_slice(&[0]);
+        }
+        assert!(append_to_map(&mut out, 0, &[0x18, 0x40, 0x00], 1));
+        assert_eq!(&out[..2], &[0xb8, 24]);
+        assert_eq!(map_entries(&out).unwrap().count(), 24);
+        let mut out = vec![0xbf, 0x61, b'a', 0x01, 0xff];
+        assert!(append_to_map(&mut out, 0, &extra, 1));
+        assert_eq!(out, [0xbf, 0x61, b'a', 0x01, 0x61, b'z', 0x02, 0xff]);
+        let mut not_a_map = vec![0x82, 1, 2];
+        assert!(!append_to_map(&mut not_a_map, 0, &extra, 1));
     }
 }

@@ -87,6 +87,9 @@ pub(crate) struct Header {
 pub(crate) struct Slot<T> {
     pub(crate) hdr: Header,
     pub(crate) state: RefCell<Option<T>>,
+    /// What the record held that `T` does not know, kept to be written
+    /// back (see `crate::schema`); `None` for nearly every object.
+    pub(crate) unknown: RefCell<Option<Box<crate::schema::Unknown>>>,
 }
 
 /// What the connection needs of an object without knowing its type.
@@ -122,17 +125,21 @@ impl<T: Persistent> ErasedObj for Slot<T> {
         let oid = self.hdr.oid.get();
         let state = self.state.try_borrow().map_err(|_| Error::Borrowed(oid))?;
         let state = state.as_ref().ok_or(Error::WrongConnection(oid))?;
-        Ok(crate::encoding::encode(oid, T::CLASS_NAME, state)?)
+        let unknown = self.unknown.try_borrow().map_err(|_| Error::Borrowed(oid))?;
+        Ok(crate::schema::encode(oid, state, unknown.as_deref())?)
     }
 
     fn decode_into(&self, data: &[u8]) -> Result<()> {
         let oid = self.hdr.oid.get().unwrap_or_default();
-        let value: T = crate::encoding::decode(oid, T::CLASS_NAME, data)?;
+        let (value, unknown) = crate::schema::decode::<T>(oid, data)?;
         let mut state = self
             .state
             .try_borrow_mut()
             .map_err(|_| Error::Borrowed(Some(oid)))?;
         *state = Some(value);
+        if let Ok(mut slot) = self.unknown.try_borrow_mut() {
+            *slot = unknown;
+        }
         self.hdr.status.set(Status::Saved);
         Ok(())
     }
@@ -158,24 +165,29 @@ impl<T: Persistent> ErasedObj for Slot<T> {
         let oid = self.hdr.oid.get();
         let conflict = || Error::write_conflict(oid.into_iter().collect());
         let initial = initial.downcast_ref::<T>().ok_or_else(conflict)?;
-        let stored: T = crate::encoding::decode(oid.unwrap_or_default(), T::CLASS_NAME, stored)?;
+        let (stored, unknown) = crate::schema::decode::<T>(oid.unwrap_or_default(), stored)?;
         let state = self.state.try_borrow().map_err(|_| Error::Borrowed(oid))?;
         let ours = state.as_ref().ok_or_else(conflict)?;
         let merged = T::resolve(ours, &stored, initial).map_err(|_| conflict())?;
-        let data = crate::encoding::encode(oid, T::CLASS_NAME, &merged)?;
-        Ok((data, Box::new(merged)))
+        // This program never changes the fields it does not know: the
+        // stored record's unknown fields are the newest (crate::schema).
+        let data = crate::schema::encode(oid, &merged, unknown.as_deref())?;
+        Ok((data, Box::new((merged, unknown))))
     }
 
     fn replace_state(&self, merged: Box<dyn Any>) -> Result<()> {
         let oid = self.hdr.oid.get();
-        let merged = merged
-            .downcast::<T>()
+        let (merged, unknown) = *merged
+            .downcast::<(T, Option<Box<crate::schema::Unknown>>)>()
             .map_err(|_| Error::write_conflict(oid.into_iter().collect()))?;
         let mut state = self
             .state
             .try_borrow_mut()
             .map_err(|_| Error::Borrowed(oid))?;
-        *state = Some(*merged);
+        *state = Some(merged);
+        if let Ok(mut slot) = self.unknown.try_borrow_mut() {
+            *slot = unknown;
+        }
         Ok(())
     }
 }
@@ -200,6 +212,7 @@ impl<T: Persistent> PRef<T> {
                 conn: RefCell::new(Weak::new()),
             },
             state: RefCell::new(Some(value)),
+            unknown: RefCell::new(None),
         }))
     }
 
@@ -212,6 +225,7 @@ impl<T: Persistent> PRef<T> {
                 conn: RefCell::new(conn),
             },
             state: RefCell::new(None),
+            unknown: RefCell::new(None),
         }))
     }
 
