@@ -97,7 +97,10 @@ fn adding_a_field_without_a_default_is_an_error_naming_it() {
         other => panic!("{other:?}"),
     }
     let text = err.to_string();
-    assert!(text.contains("object 0 (shop.Product): field `price_cents`"), "{text}");
+    assert!(
+        text.contains("object 0 (shop.Product): field `price_cents`"),
+        "{text}"
+    );
     assert!(text.contains("#[serde(default)]"), "{text}");
 }
 
@@ -188,9 +191,13 @@ fn removing_a_field_keeps_its_data_until_a_pass_forgets_it() {
     let fax = with_db(&path, |c| Ok(c.root::<remove::V1>()?.read()?.fax.clone()));
     assert_eq!(fax, "555-0100");
     // Once no version 1 runs, a pass drops it for good.
-    let forgotten = with_db(&path, |c| schema::forget_unknown_fields(&c.root::<remove::V2>()?));
+    let forgotten = with_db(&path, |c| {
+        schema::forget_unknown_fields(&c.root::<remove::V2>()?)
+    });
     assert_eq!(forgotten, ["fax"]);
-    let left = with_db(&path, |c| Ok(schema::unknown_fields(&c.root::<remove::V2>()?)));
+    let left = with_db(&path, |c| {
+        Ok(schema::unknown_fields(&c.root::<remove::V2>()?))
+    });
     assert!(left.is_empty());
     let conn = Connection::new(FileStorage::open(&path).expect("open"));
     let err = conn
@@ -327,7 +334,11 @@ fn renaming_a_type_with_an_alias_reads_the_old_name() {
         Ok(id)
     });
     assert_eq!(id, 7);
-    assert_eq!(stored_class(&path, Oid(0)), "shop.Order", "written under the new name");
+    assert_eq!(
+        stored_class(&path, Oid(0)),
+        "shop.Order",
+        "written under the new name"
+    );
 }
 
 // ---------------------------------------------------------------------
@@ -549,7 +560,9 @@ fn a_type_that_denies_unknown_fields_says_which_when_loading() {
 
 #[test]
 fn the_library_s_stored_types_have_fixed_class_names() {
-    use durus_core::collections::{BNode, BTreeState, PersistentDict, PersistentList, PersistentSet};
+    use durus_core::collections::{
+        BNode, BTreeState, PersistentDict, PersistentList, PersistentSet,
+    };
     assert_eq!(
         <BTreeState<u64, u64> as Persistent>::CLASS_NAME,
         "durus_core::collections::BTree"

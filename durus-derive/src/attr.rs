@@ -138,7 +138,12 @@ fn bound(expr: Expr) -> syn::Result<Bound> {
     let value = match &lit {
         Lit::Int(i) => i.base10_parse::<f64>()?,
         Lit::Float(f) => f.base10_parse::<f64>()?,
-        other => return Err(not_literal(&Expr::Lit(ExprLit { attrs: Vec::new(), lit: other.clone() }))),
+        other => {
+            return Err(not_literal(&Expr::Lit(ExprLit {
+                attrs: Vec::new(),
+                lit: other.clone(),
+            })))
+        }
     };
     Ok(Bound {
         value: if negative { -value } else { value },

@@ -46,7 +46,9 @@ pub fn persistent(input: &DeriveInput) -> TokenStream {
         quote!(const CLASS_ALIASES: &'static [&'static str] = &[#(#aliases),*];)
     };
     let flattened = if model.flatten {
-        quote!(const FLATTENED: bool = true;)
+        quote!(
+            const FLATTENED: bool = true;
+        )
     } else {
         TokenStream::new()
     };

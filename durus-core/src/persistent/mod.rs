@@ -125,7 +125,10 @@ impl<T: Persistent> ErasedObj for Slot<T> {
         let oid = self.hdr.oid.get();
         let state = self.state.try_borrow().map_err(|_| Error::Borrowed(oid))?;
         let state = state.as_ref().ok_or(Error::WrongConnection(oid))?;
-        let unknown = self.unknown.try_borrow().map_err(|_| Error::Borrowed(oid))?;
+        let unknown = self
+            .unknown
+            .try_borrow()
+            .map_err(|_| Error::Borrowed(oid))?;
         Ok(crate::schema::encode(oid, state, unknown.as_deref())?)
     }
 
