@@ -183,7 +183,7 @@ fn item_len_at(bytes: &[u8], depth: usize) -> Option<usize> {
         return None;
     }
     let (major, arg, mut at) = head(bytes)?;
-    let nested = |at: usize| item_len_at(bytes.get(at..)?, depth + 1);
+    let nested = |at: usize| element_len(bytes.get(at..)?, depth + 1);
     match (major, arg) {
         (0 | 1 | 7, Some(_)) => {}
         (2 | 3, Some(n)) => at = at.checked_add(usize::try_from(n).ok()?)?,
@@ -214,12 +214,94 @@ fn item_len_at(bytes: &[u8], depth: usize) -> Option<usize> {
     (at <= bytes.len()).then_some(at)
 }
 
+/// [`item_len_at`] with the common small items (integers, simple values,
+/// short strings) measured from their first byte alone. A string's length
+/// is checked against the end by the enclosing item.
+#[inline]
+fn element_len(bytes: &[u8], depth: usize) -> Option<usize> {
+    let first = *bytes.first()?;
+    match first {
+        0x00..=0x17 | 0x20..=0x37 | 0xe0..=0xf7 => Some(1),
+        0x40..=0x57 | 0x60..=0x77 => Some(1 + usize::from(first & 0x1f)),
+        0x18 | 0x38 | 0xf8 => Some(2),
+        0x19 | 0x39 | 0xf9 => Some(3),
+        0x1a | 0x3a | 0xfa => Some(5),
+        0x1b | 0x3b | 0xfb => Some(9),
+        _ => item_len_at(bytes, depth),
+    }
+}
+
 /// One entry of a CBOR map: its key when the key is a text string, and
 /// the raw bytes of the key and the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MapEntry<'a> {
     pub(crate) key: Option<&'a str>,
     pub(crate) bytes: &'a [u8],
+}
+
+/// The keys of a map, without measuring the value of the last entry of a
+/// definite map (often the largest), for a caller that only needs the
+/// bytes of some entries: [`KeyCursor::entry`] measures on demand.
+pub(crate) struct KeyCursor<'a> {
+    rest: &'a [u8],
+    left: Option<u64>,
+    /// The current entry: its start and its key's length.
+    current: Option<(&'a [u8], usize)>,
+}
+
+impl<'a> KeyCursor<'a> {
+    /// The next key's UTF-8 bytes (`Some(None)` for a key that is not a
+    /// text string), or `None` at the end of the map or at malformed bytes.
+    /// The bytes are not checked to be UTF-8: callers compare them with
+    /// field names.
+    pub(crate) fn next_key(&mut self) -> Option<Option<&'a [u8]>> {
+        if self.left == Some(0) {
+            return None;
+        }
+        if let Some((start, key_len)) = self.current.take() {
+            let value_len = element_len(start.get(key_len..)?, 0)?;
+            self.rest = start.get(key_len.checked_add(value_len)?..)?;
+        }
+        match self.left {
+            Some(0) => return None,
+            Some(ref mut n) => *n -= 1,
+            None if matches!(self.rest.first(), None | Some(0xff)) => return None,
+            None => {}
+        }
+        let first = *self.rest.first()?;
+        if (0x60..=0x77).contains(&first) {
+            // A short text key, the usual case: its length is in its head.
+            let key_len = 1 + usize::from(first & 0x1f);
+            self.current = Some((self.rest, key_len));
+            return Some(Some(self.rest.get(1..key_len)?));
+        }
+        let key_len = item_len(self.rest)?;
+        self.current = Some((self.rest, key_len));
+        let bytes = self.rest.get(..key_len)?;
+        Some(match head(bytes) {
+            Some((3, Some(n), h)) => usize::try_from(n)
+                .ok()
+                .and_then(|n| bytes.get(h..h.checked_add(n)?)),
+            _ => None,
+        })
+    }
+
+    /// The raw bytes (key and value) of the entry whose key was returned last.
+    pub(crate) fn entry(&self) -> Option<&'a [u8]> {
+        let (start, key_len) = self.current?;
+        let value_len = item_len(start.get(key_len..)?)?;
+        start.get(..key_len.checked_add(value_len)?)
+    }
+}
+
+/// The keys of the map `state` starts with, or `None` when it is not a map.
+pub(crate) fn map_keys(state: &[u8]) -> Option<KeyCursor<'_>> {
+    let (major, arg, len) = head(state)?;
+    (major == 5).then(|| KeyCursor {
+        rest: state.get(len..).unwrap_or_default(),
+        left: arg,
+        current: None,
+    })
 }
 
 /// The entries of a map (or of raw concatenated entries). Stops at the

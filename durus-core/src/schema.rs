@@ -98,9 +98,33 @@ impl<'de> de::Deserializer<'de> for Probe {
     }
 }
 
+/// A hasher for `TypeId`s, which are already well mixed: cheaper than
+/// SipHash on this path, which every load takes.
+#[derive(Default)]
+struct TypeIdHasher(u64);
+
+impl std::hash::Hasher for TypeIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type FieldCache =
+    HashMap<TypeId, Option<&'static [&'static str]>, std::hash::BuildHasherDefault<TypeIdHasher>>;
+
 thread_local! {
-    static FIELDS: RefCell<HashMap<TypeId, Option<&'static [&'static str]>>> =
-        RefCell::new(HashMap::new());
+    static FIELDS: RefCell<FieldCache> = RefCell::new(FieldCache::default());
 }
 
 /// The top-level field names of `T`, learned once per type and thread;
@@ -120,13 +144,13 @@ fn fields_of<T: DeserializeOwned + 'static>() -> Option<&'static [&'static str]>
 
 /// True when `key` is one of `fields`. Records are written in the order of
 /// the fields, so the search starts where the last one matched.
-fn known(fields: &[&str], key: &str, cursor: &mut usize) -> bool {
+fn known(fields: &[&str], key: &[u8], cursor: &mut usize) -> bool {
     let tail = fields.get(*cursor..).unwrap_or_default();
-    if let Some(i) = tail.iter().position(|f| *f == key) {
+    if let Some(i) = tail.iter().position(|f| f.as_bytes() == key) {
         *cursor += i + 1;
         return true;
     }
-    fields.contains(&key)
+    fields.iter().any(|f| f.as_bytes() == key)
 }
 
 // ---------------------------------------------------------------------
@@ -167,25 +191,28 @@ pub(crate) fn decode<T: Persistent>(
 
 /// The entries of `state` that `T` does not know, if any.
 fn unknown_entries<T: Persistent>(state: &[u8]) -> Option<Box<Unknown>> {
-    let entries = encoding::map_entries(state)?;
     if T::FLATTENED {
+        let entries = encoding::map_entries(state)?;
         let keys = entries.filter_map(|e| e.key.map(str::to_string)).collect();
         return Some(Box::new(Unknown {
             loaded_keys: keys,
             ..Unknown::default()
         }));
     }
+    let mut keys = encoding::map_keys(state)?;
     let fields = fields_of::<T>()?;
     let mut cursor = 0;
     let mut out: Option<Box<Unknown>> = None;
-    for entry in entries {
-        let keep = match entry.key {
+    while let Some(key) = keys.next_key() {
+        let keep = match key {
             Some(key) => !known(fields, key, &mut cursor),
             None => true,
         };
         if keep {
+            // Malformed bytes: the decode that follows reports them.
+            let bytes = keys.entry()?;
             let u = out.get_or_insert_with(Box::default);
-            u.entries.extend_from_slice(entry.bytes);
+            u.entries.extend_from_slice(bytes);
             u.count += 1;
         }
     }
@@ -363,9 +390,9 @@ mod tests {
     fn known_keys_in_any_order() {
         let fields = ["a", "b", "c"];
         let mut cursor = 0;
-        assert!(known(&fields, "a", &mut cursor));
-        assert!(known(&fields, "c", &mut cursor));
-        assert!(known(&fields, "b", &mut cursor));
-        assert!(!known(&fields, "d", &mut cursor));
+        assert!(known(&fields, b"a", &mut cursor));
+        assert!(known(&fields, b"c", &mut cursor));
+        assert!(known(&fields, b"b", &mut cursor));
+        assert!(!known(&fields, b"d", &mut cursor));
     }
 }
