@@ -257,7 +257,25 @@ pub(crate) fn encode<T: Persistent>(
     if unknown.count == 0 {
         return Ok(out);
     }
-    if !encoding::append_to_map(&mut out, start, &unknown.entries, unknown.count) {
+    // A key the state now writes itself (a field serde serializes but does
+    // not read, such as a `skip_deserializing` one) is not written twice.
+    let written: Vec<&[u8]> = match encoding::map_keys(out.get(start..).unwrap_or_default()) {
+        Some(mut keys) => std::iter::from_fn(|| keys.next_key()).flatten().collect(),
+        None => Vec::new(),
+    };
+    let mut kept = Vec::with_capacity(unknown.entries.len());
+    let mut count = 0;
+    for entry in encoding::raw_entries(&unknown.entries) {
+        if entry.key.is_some_and(|k| written.contains(&k.as_bytes())) {
+            continue;
+        }
+        kept.extend_from_slice(entry.bytes);
+        count += 1;
+    }
+    if count == 0 {
+        return Ok(out);
+    }
+    if !encoding::append_to_map(&mut out, start, &kept, count) {
         return Err(EncodingError::UnknownFields {
             oid,
             class: T::CLASS_NAME.to_string(),

@@ -555,6 +555,50 @@ fn a_type_that_denies_unknown_fields_says_which_when_loading() {
     assert!(err.contains("denies unknown fields"), "{err}");
 }
 
+mod write_only {
+    use super::*;
+
+    /// `note` is written but never read back: a record's `note` is not a
+    /// field to serde, yet the type writes one itself.
+    #[derive(Persistent, Serialize, Deserialize, Default)]
+    #[persistent(class = "shop.Product")]
+    pub struct V2 {
+        pub name: String,
+        #[serde(skip_deserializing)]
+        pub note: String,
+    }
+
+    #[derive(Persistent, Serialize, Deserialize, Default)]
+    #[persistent(class = "shop.Product")]
+    pub struct Raw {
+        pub name: String,
+        #[serde(default)]
+        pub note: String,
+    }
+}
+
+#[test]
+fn a_key_the_type_writes_itself_is_not_kept_twice() {
+    let dir = Scratch::new("write-only");
+    let path = dir.path("db.durus");
+    with_db(&path, |c| {
+        c.root::<write_only::Raw>()?.write()?.note = "old".into();
+        Ok(())
+    });
+    for round in 0..3 {
+        with_db(&path, |c| {
+            let p = c.root::<write_only::V2>()?;
+            assert_eq!(schema::unknown_fields(&p), ["note"], "round {round}");
+            p.write()?.note = format!("new {round}");
+            Ok(())
+        });
+    }
+    let note = with_db(&path, |c| {
+        Ok(c.root::<write_only::Raw>()?.read()?.note.clone())
+    });
+    assert_eq!(note, "new 2");
+}
+
 // ---------------------------------------------------------------------
 // The library's own class names never follow its module paths.
 
