@@ -91,6 +91,23 @@ pub enum EncodingError {
     Decode { oid: Oid, message: String },
     /// The state could not be encoded.
     Encode { oid: Option<Oid>, message: String },
+    /// The state does not fit the type: a field is missing, of another
+    /// type, or unknown to a type that denies unknown fields.
+    State {
+        oid: Oid,
+        class: String,
+        /// The top-level field, when it could be found.
+        field: Option<String>,
+        message: String,
+    },
+    /// Writing the object would drop fields of its record that its type
+    /// does not know, so the write is refused.
+    UnknownFields {
+        oid: Option<Oid>,
+        class: String,
+        fields: Vec<String>,
+        reason: String,
+    },
 }
 
 /// A storage failure.
@@ -246,6 +263,34 @@ impl fmt::Display for EncodingError {
             } => write!(f, "object {oid}: cannot encode state: {message}"),
             EncodingError::Encode { oid: None, message } => {
                 write!(f, "new object: cannot encode state: {message}")
+            }
+            EncodingError::State {
+                oid,
+                class,
+                field: Some(field),
+                message,
+            } => write!(f, "object {oid} ({class}): field `{field}`: {message}"),
+            EncodingError::State {
+                oid,
+                class,
+                field: None,
+                message,
+            } => write!(f, "object {oid} ({class}): cannot decode state: {message}"),
+            EncodingError::UnknownFields {
+                oid,
+                class,
+                fields,
+                reason,
+            } => {
+                match oid {
+                    Some(oid) => write!(f, "object {oid} ({class}): ")?,
+                    None => write!(f, "new object ({class}): ")?,
+                }
+                write!(
+                    f,
+                    "refusing to write it without the fields it was loaded with that its type does not know ({}): {reason}",
+                    fields.join(", ")
+                )
             }
         }
     }

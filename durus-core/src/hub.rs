@@ -291,6 +291,9 @@ impl CommitExchange<'_> {
                 "commit names oid {oid}, which another client reserved"
             ))));
         }
+        // A client that held a handle to an object another client's pack
+        // removed must not store a reference to it.
+        crate::storage::check_references(&records, |oid| state.storage.contains(oid))?;
         let bytes: usize = records.iter().map(|(_, r)| r.len() + 8).sum();
         state.storage.begin();
         for (oid, record) in records {

@@ -47,6 +47,7 @@ pub mod oid;
 pub mod persistent;
 pub mod protocol;
 pub mod record;
+pub mod schema;
 pub mod server;
 pub mod storage;
 pub mod tools;

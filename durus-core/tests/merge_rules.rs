@@ -245,6 +245,54 @@ fn sum_overflow_is_a_conflict() -> durus_core::Result<()> {
     Ok(())
 }
 
+#[derive(Persistent, Serialize, Deserialize, Clone, PartialEq, Default, Debug)]
+#[persistent(class = "test.Cached")]
+struct Cached {
+    #[merge(sum)]
+    hits: i64,
+    /// Computed by this client, never stored.
+    #[serde(skip)]
+    memo: Vec<i64>,
+    #[merge(same)]
+    archived: bool,
+}
+
+#[test]
+fn a_field_serde_skips_keeps_ours_and_same_merges_equal_changes() -> durus_core::Result<()> {
+    let hub = Hub::new(MemoryStorage::new());
+    let (a, b) = pair(&hub);
+    a.root::<Cached>()?;
+    a.commit()?;
+    let (ca, cb) = (a.root::<Cached>()?, b.root::<Cached>()?);
+    // b computes its memo in one transaction; it stays in memory.
+    cb.write()?.memo = vec![1, 2, 3];
+    b.commit()?;
+    ca.read()?;
+    {
+        let mut w = ca.write()?;
+        w.hits += 1;
+        w.archived = true;
+    }
+    a.commit()?;
+    {
+        let mut w = cb.write()?;
+        w.hits += 2;
+        w.archived = true;
+    }
+    b.commit()?;
+    assert_eq!(b.merge_count(), 1);
+    // Not merged three-way against the default the stored side decodes to.
+    assert_eq!(
+        *cb.read()?,
+        Cached {
+            hits: 3,
+            memo: vec![1, 2, 3],
+            archived: true
+        }
+    );
+    Ok(())
+}
+
 #[test]
 fn hot_counter_eight_threads_no_conflicts_no_lost_updates() {
     const THREADS: usize = 8;
@@ -316,9 +364,15 @@ fn property_rules_hold_for_random_inputs() {
         assert_eq!(merge::three_way(&i, &s, &i), Ok(s));
         assert_eq!(merge::three_way(&o, &i, &i), Ok(o));
         assert_eq!(merge::sum(&i, &s, &i), Ok(s));
-        // both changed differently: reported, never merged
-        if o != i && s != i && o != s {
+        // both changed, even to equal values: reported, never merged
+        if o != i && s != i {
             assert!(merge::three_way(&o, &s, &i).is_err());
+        }
+        // `same` merges equal changes and nothing else
+        if o != i && s != i {
+            assert_eq!(merge::same(&o, &s, &i).is_ok(), o == s);
+        } else {
+            assert_eq!(merge::same(&o, &s, &i), merge::three_way(&o, &s, &i));
         }
         // union applies both sides' adds and removes
         let (si, so, ss) = (rng.set(), rng.set(), rng.set());

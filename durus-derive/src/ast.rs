@@ -1,6 +1,6 @@
 //! The model of the input: a struct with named fields and its attributes.
 
-use crate::attr::{self, Container, FieldRule};
+use crate::attr::{self, Container, FieldRule, SerdeField};
 use crate::ctxt::Ctxt;
 use syn::{Data, DeriveInput, Fields, Ident, Type};
 
@@ -9,18 +9,24 @@ pub struct Input<'a> {
     pub generics: &'a syn::Generics,
     pub attrs: Container,
     pub fields: Vec<Field<'a>>,
+    /// Some field is `#[serde(flatten)]`: its top-level keys are not a
+    /// fixed list, so unknown fields are checked when written instead.
+    pub flatten: bool,
 }
 
 pub struct Field<'a> {
     pub ident: &'a Ident,
     pub ty: &'a Type,
     pub rule: Option<FieldRule>,
+    pub serde: SerdeField,
 }
 
 impl Input<'_> {
     /// True when some field has a merge rule.
     pub fn resolvable(&self) -> bool {
-        self.fields.iter().any(|f| f.rule.is_some())
+        self.fields
+            .iter()
+            .any(|f| f.rule.is_some() && f.serde.skipped.is_none())
     }
 }
 
@@ -70,13 +76,19 @@ pub fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput, derive: &str) -> Option<
                 ident: f.ident.as_ref()?,
                 ty: &f.ty,
                 rule: attr::field(cx, &f.attrs),
+                serde: attr::serde_field(&f.attrs),
             })
         })
         .collect();
+    let flatten = named
+        .named
+        .iter()
+        .any(|f| attr::serde_has(&f.attrs, "flatten"));
     Some(Input {
         ident: &input.ident,
         generics: &input.generics,
         attrs,
         fields,
+        flatten,
     })
 }

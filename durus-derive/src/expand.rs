@@ -39,6 +39,19 @@ pub fn persistent(input: &DeriveInput) -> TokenStream {
             ::core::stringify!(#ident)
         )),
     };
+    let aliases = if model.attrs.aliases.is_empty() {
+        TokenStream::new()
+    } else {
+        let aliases = &model.attrs.aliases;
+        quote!(const CLASS_ALIASES: &'static [&'static str] = &[#(#aliases),*];)
+    };
+    let flattened = if model.flatten {
+        quote!(
+            const FLATTENED: bool = true;
+        )
+    } else {
+        TokenStream::new()
+    };
     let resolution = if model.resolvable() {
         let snapshot = quote_spanned! {ident.span()=>
             <Self as ::durus_core::__private::merge::Snapshot>::snapshot_copy(self)
@@ -70,6 +83,8 @@ pub fn persistent(input: &DeriveInput) -> TokenStream {
         const _: () = {
             impl #impl_generics ::durus_core::Persistent for #ident #ty_generics #where_clause {
                 const CLASS_NAME: &'static str = #class;
+                #aliases
+                #flattened
                 #resolution
             }
             #merge_impl
@@ -128,9 +143,31 @@ fn field_merge(field: &Field<'_>) -> TokenStream {
     let args = quote!(&ours.#name, &stored.#name, &initial.#name);
     let span = field.ty.span();
     let m = quote_spanned!(span=> ::durus_core::__private::merge);
-    let call = match field.rule.as_ref().map(|r| &r.rule) {
+    let rule = match field.serde.skipped {
+        // Not stored: the stored side holds only a default, so there is
+        // nothing to merge with; this client's value stays.
+        Some(_) => None,
+        None => field.rule.as_ref().map(|r| &r.rule),
+    };
+    let call = match rule {
+        None if field.serde.skipped.is_some() => quote_spanned!(span=> #m::ours(#args)),
         None => quote_spanned!(span=> #m::three_way(#args)),
-        Some(Rule::Sum) => quote_spanned!(span=> #m::sum(#args)),
+        Some(Rule::Sum {
+            min: None,
+            max: None,
+        }) => quote_spanned!(span=> #m::sum(#args)),
+        Some(Rule::Sum { min, max }) => {
+            let bound = |b: &Option<Box<crate::attr::Bound>>| match b {
+                Some(b) => {
+                    let e = &b.expr;
+                    quote_spanned!(e.span()=> ::core::option::Option::Some(#e))
+                }
+                None => quote!(::core::option::Option::None),
+            };
+            let (min, max) = (bound(min), bound(max));
+            quote_spanned!(span=> #m::sum_within(#args, #min, #max))
+        }
+        Some(Rule::Same) => quote_spanned!(span=> #m::same(#args)),
         Some(Rule::Union) => quote_spanned!(span=> #m::union(#args)),
         Some(Rule::Ours) => quote_spanned!(span=> #m::ours(#args)),
         Some(Rule::Theirs) => quote_spanned!(span=> #m::theirs(#args)),

@@ -16,7 +16,10 @@ use syn::{parse_macro_input, DeriveInput};
 /// Implements `durus_core::Persistent` for a struct with named fields.
 ///
 /// - `#[persistent(class = "name")]` sets the class name written in records
-///   (default: the Rust path of the type).
+///   (default: the Rust path of the type, which changes when the type
+///   moves: pin it for every stored type).
+/// - `#[persistent(aliases = ["old.Name", ...])]` lists older class names
+///   whose records still load into the type.
 /// - `#[merge(rule)]` on a field makes the type resolvable; see the
 ///   `durus_core::persistent::merge` module for the rules.
 #[proc_macro_derive(Persistent, attributes(persistent, merge))]

@@ -6,9 +6,10 @@
 //! role). Each client makes deposits and transfers between random accounts
 //! and reports what it did on one line of its standard output. The
 //! coordinator waits for them (with a deadline), adds up the balances and
-//! checks that the total is the opening total plus every deposit.
+//! checks that the total is the opening total plus every deposit and that
+//! no account went below zero.
 //!
-//! An account's `balance` is `#[merge(sum)]` and its `tags` are
+//! An account's `balance` is `#[merge(sum(min = 0))]` and its `tags` are
 //! `#[merge(union)]`, so two clients that change the same account at the
 //! same time both commit: the second commit merges instead of failing.
 //! Conflicts remain possible, as in Durus, when a transaction *loads* an
@@ -17,11 +18,12 @@
 //! only at commit). The client aborts and retries the same operation, a
 //! bounded number of times, and counts these conflicts.
 //!
-//! A summed balance cannot enforce a rule such as "never below zero" across
-//! clients: two concurrent transfers out of one account each see enough
-//! money, and both commit. A transfer here moves at most the balance it
-//! saw, so a balance can dip below zero only by such a race; the total is
-//! exact either way.
+//! A transfer moves at most the balance it sees. Two concurrent transfers
+//! out of one account can each see enough money; with a plain
+//! `#[merge(sum)]` both would commit and the balance would go below zero.
+//! The bound `min = 0` makes the later commit a conflict instead: its
+//! retry sees the balance the first one left and moves only what is there.
+//! Start with small balances (`--opening 20`) to see it happen often.
 
 use durus_core::net::Address;
 use durus_core::server::{Server, ServerConfig};
@@ -50,13 +52,15 @@ pub struct Bank {
     pub accounts: Vec<PRef<Account>>,
 }
 
-/// One account. Concurrent changes to `balance` add up, concurrent
-/// additions to `tags` are all kept; `owner` never changes after opening.
+/// One account. Concurrent changes to `balance` add up as long as the
+/// result is not below zero, concurrent additions to `tags` are all kept;
+/// `owner` never changes after opening (it has no rule, so two clients
+/// changing it would conflict).
 #[derive(Persistent, Serialize, Deserialize, Clone, PartialEq, Default, Debug)]
 #[persistent(class = "bank.Account")]
 pub struct Account {
     pub owner: String,
-    #[merge(sum)]
+    #[merge(sum(min = 0))]
     pub balance: i64,
     #[merge(union)]
     pub tags: BTreeSet<String>,
@@ -68,6 +72,8 @@ pub struct Options {
     pub clients: u32,
     pub ops: u32,
     pub accounts: u32,
+    /// Every account's opening balance.
+    pub opening: i64,
     /// How long the clients may take in all before they are killed.
     pub timeout: Duration,
 }
@@ -78,12 +84,14 @@ impl Default for Options {
             clients: 4,
             ops: 200,
             accounts: 5,
+            opening: OPENING_BALANCE,
             timeout: Duration::from_secs(120),
         }
     }
 }
 
-pub const USAGE: &str = "usage: bank [--clients N] [--ops M] [--accounts A] [--timeout SECONDS]";
+pub const USAGE: &str =
+    "usage: bank [--clients N] [--ops M] [--accounts A] [--opening BALANCE] [--timeout SECONDS]";
 
 impl Options {
     /// Parses the coordinator's arguments (without the program name).
@@ -103,6 +111,10 @@ impl Options {
                 "--ops" => options.ops = small(value("--ops")?, "--ops", 0, 1_000_000)?,
                 "--accounts" => {
                     options.accounts = small(value("--accounts")?, "--accounts", 2, 10_000)?
+                }
+                "--opening" => {
+                    options.opening =
+                        i64::from(small(value("--opening")?, "--opening", 0, 1_000_000)?)
                 }
                 "--timeout" => {
                     options.timeout = Duration::from_secs(value("--timeout")?.clamp(1, 86_400))
@@ -175,6 +187,8 @@ pub struct Report {
     pub commits: u64,
     pub merges: u64,
     pub conflicts: u64,
+    /// The lowest balance at the end.
+    pub lowest: i64,
     pub clients: Vec<ClientReport>,
 }
 
@@ -187,6 +201,11 @@ impl Report {
     /// True when no money appeared or vanished.
     pub fn is_balanced(&self) -> bool {
         self.total == self.expected_total()
+    }
+
+    /// True when no account went below zero.
+    pub fn is_never_overdrawn(&self) -> bool {
+        self.lowest >= 0
     }
 }
 
@@ -281,7 +300,7 @@ fn open_and_run_clients(
         for i in 0..options.accounts {
             b.accounts.push(PRef::new(Account {
                 owner: format!("owner-{i}"),
-                balance: OPENING_BALANCE,
+                balance: options.opening,
                 tags: BTreeSet::from(["opened".to_string()]),
             }));
         }
@@ -310,6 +329,10 @@ fn open_and_run_clients(
         )?;
     }
     let total = total_of(&bank)?;
+    let mut lowest = i64::MAX;
+    for account in bank.read()?.accounts.iter() {
+        lowest = lowest.min(account.read()?.balance);
+    }
     let report = Report {
         opening_total,
         deposited: clients.iter().map(|c| c.deposited).sum(),
@@ -317,6 +340,7 @@ fn open_and_run_clients(
         commits: clients.iter().map(|c| c.commits).sum(),
         merges: clients.iter().map(|c| c.merges).sum(),
         conflicts: clients.iter().map(|c| c.conflicts).sum(),
+        lowest,
         clients,
     };
     for c in &report.clients {
@@ -334,6 +358,16 @@ fn open_and_run_clients(
         report.opening_total,
         report.deposited,
         if report.is_balanced() { "ok" } else { "WRONG" }
+    )?;
+    writeln!(
+        out,
+        "lowest balance {} (never below 0): {}",
+        report.lowest,
+        if report.is_never_overdrawn() {
+            "ok"
+        } else {
+            "WRONG"
+        }
     )?;
     writeln!(
         out,
@@ -620,7 +654,11 @@ pub fn main_with_args(args: &[String]) -> i32 {
         }
     };
     match run(&options, &exe, &mut std::io::stdout()) {
-        Ok(report) if report.is_balanced() => 0,
+        Ok(report) if report.is_balanced() && report.is_never_overdrawn() => 0,
+        Ok(report) if report.is_balanced() => {
+            eprintln!("bank: an account went below zero ({})", report.lowest);
+            1
+        }
         Ok(report) => {
             eprintln!(
                 "bank: the total is {}, not {}: money appeared or vanished",

@@ -30,7 +30,18 @@ fn bank_binary() -> PathBuf {
 #[test]
 fn bank_clients_keep_the_total_exact() {
     let mut child = Command::new(bank_binary())
-        .args(["--clients", "3", "--ops", "40", "--timeout", "60"])
+        // Small balances, so that transfers often empty an account and
+        // concurrent ones race for what is left.
+        .args([
+            "--clients",
+            "3",
+            "--ops",
+            "40",
+            "--opening",
+            "20",
+            "--timeout",
+            "60",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -77,10 +88,15 @@ fn bank_clients_keep_the_total_exact() {
     let [total, expected, opening, deposits] = numbers[..] else {
         panic!("unexpected total line: {line}");
     };
-    assert_eq!(opening, 5 * durus_examples::bank::OPENING_BALANCE, "{out}");
+    assert_eq!(opening, 5 * 20, "{out}");
     assert_eq!(expected, opening + deposits, "{out}");
     assert_eq!(total, expected, "{out}");
     assert!(line.ends_with(": ok"), "{line}");
+    let lowest = out
+        .lines()
+        .find(|l| l.starts_with("lowest balance "))
+        .unwrap_or_else(|| panic!("no lowest balance line:\n{out}"));
+    assert!(lowest.ends_with("(never below 0): ok"), "{lowest}");
 
     // The clients' own lines add up to the same deposits and 120 commits.
     let client_deposits: i64 = out
@@ -110,11 +126,11 @@ fn bank_rejects_bad_arguments() {
 #[test]
 fn bank_options_parse() {
     use durus_examples::bank::Options;
-    let args: Vec<String> = ["--clients", "2", "--ops", "7"]
+    let args: Vec<String> = ["--clients", "2", "--ops", "7", "--opening", "15"]
         .iter()
         .map(|s| s.to_string())
         .collect();
     let o = Options::parse(&args).unwrap();
-    assert_eq!((o.clients, o.ops, o.accounts), (2, 7, 5));
+    assert_eq!((o.clients, o.ops, o.accounts, o.opening), (2, 7, 5, 15));
     assert!(Options::parse(&["--clients".to_string(), "0".to_string()]).is_err());
 }

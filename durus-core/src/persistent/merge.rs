@@ -9,12 +9,29 @@
 //! | rule | merged value |
 //! |---|---|
 //! | `sum` | `ours + (stored - initial)`; overflow or a non-finite float is a conflict |
+//! | `sum(min = A, max = B)` | as `sum`; a merged value below `A` or above `B` is a conflict (either bound may be left out) |
 //! | `union` | sets and maps: both sides' additions and removals relative to `initial`; a map key changed differently on both sides is a conflict |
 //! | `ours` / `theirs` | this client's value / the stored value |
 //! | `max` / `min` | the larger / smaller of `ours` and `stored` |
 //! | `nested` | a struct deriving `Merge` merges its own fields |
 //! | `with = f` | `f(&ours, &stored, &initial) -> Result<T, MergeConflict>` |
-//! | none | three-way: if one side left it as `initial`, the other side's value; if both made the same change, that value; otherwise a conflict |
+//! | `same` | three-way, and equal changes on both sides merge to that value (idempotent flags) |
+//! | none | three-way: if one side left it as `initial`, the other side's value; if both changed it, a conflict, even when both wrote the same value |
+//!
+//! A field with no rule conflicts when both sides changed it, because two
+//! clients that both read `0` and wrote `1` made one update, not two: one of
+//! them was lost. Use `same` only where writing a value twice means the
+//! same as writing it once (a flag set to `true`, a "last seen" date).
+//!
+//! A field that serde does not store (`#[serde(skip)]`,
+//! `skip_serializing`, `skip_deserializing`) takes no rule: the stored side
+//! holds only its default, so the merge keeps this client's value.
+//!
+//! A bounded sum is how a stock or a balance stays within its limits under
+//! concurrent commits: each transaction checks its own snapshot
+//! (`stock >= qty`), and when two of them pass the check on the same
+//! snapshot, the merged value falls out of bounds, the later commit
+//! conflicts, and its retry sees the fresh value and refuses.
 //!
 //! A rule that does not fit a field's type is a compile error on the field.
 
@@ -71,7 +88,7 @@ pub trait Merge: Sized {
     label = "this field cannot be summed",
     note = "use `#[merge(sum)]` on counters and balances; for other types try `max`, `min`, `ours` or `with = ...`"
 )]
-pub trait Summable: Sized {
+pub trait Summable: Sized + PartialOrd {
     /// `ours + (stored - initial)`, or `None` on overflow.
     fn merge_sum(ours: &Self, stored: &Self, initial: &Self) -> Option<Self>;
 }
@@ -208,23 +225,37 @@ impl<T: Clone> Snapshot for T {
 
 /// Fields merged by the three-way rule (no attribute) must compare and copy.
 #[diagnostic::on_unimplemented(
-    message = "a field without `#[merge(...)]` is merged three-way, so `{Self}` must implement `PartialEq` and `Clone`",
+    message = "a field without `#[merge(...)]` (or with `#[merge(same)]`) is merged three-way, so `{Self}` must implement `PartialEq` and `Clone`",
     label = "needs PartialEq + Clone, or a #[merge(...)] rule",
     note = "add the derives, or give the field a rule such as `#[merge(ours)]`"
 )]
 pub trait ThreeWay: Sized {
     /// The three-way merge.
     fn merge_three_way(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict>;
+
+    /// The three-way merge where equal changes on both sides merge.
+    fn merge_same(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict>;
 }
 
 impl<T: PartialEq + Clone> ThreeWay for T {
     fn merge_three_way(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict> {
-        if ours == initial || ours == stored {
+        if ours == initial {
             Ok(stored.clone())
         } else if stored == initial {
             Ok(ours.clone())
         } else {
-            Err(MergeConflict::reason("changed differently on both sides"))
+            Err(MergeConflict::reason(
+                "changed on both sides (give the field a rule, such as `sum` or `same`, if both changes can stand)",
+            ))
+        }
+    }
+
+    fn merge_same(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict> {
+        if ours == stored {
+            Ok(stored.clone())
+        } else {
+            Self::merge_three_way(ours, stored, initial)
+                .map_err(|_| MergeConflict::reason("changed differently on both sides"))
         }
     }
 }
@@ -243,9 +274,38 @@ pub fn three_way<T: ThreeWay>(ours: &T, stored: &T, initial: &T) -> Result<T, Me
     T::merge_three_way(ours, stored, initial)
 }
 
+/// `#[merge(same)]`: three-way, where equal changes on both sides merge.
+pub fn same<T: ThreeWay>(ours: &T, stored: &T, initial: &T) -> Result<T, MergeConflict> {
+    T::merge_same(ours, stored, initial)
+}
+
 /// `#[merge(sum)]`.
 pub fn sum<T: Summable>(ours: &T, stored: &T, initial: &T) -> Result<T, MergeConflict> {
     T::merge_sum(ours, stored, initial).ok_or_else(|| MergeConflict::reason("the sum overflows"))
+}
+
+/// `#[merge(sum(min = A, max = B))]`: a sum whose merged value must lie
+/// within the bounds given; outside them the commit conflicts, so the later
+/// transaction retries on fresh data (where its own check can refuse).
+pub fn sum_within<T: Summable>(
+    ours: &T,
+    stored: &T,
+    initial: &T,
+    min: Option<T>,
+    max: Option<T>,
+) -> Result<T, MergeConflict> {
+    let merged = sum(ours, stored, initial)?;
+    if min.is_some_and(|min| merged < min) {
+        return Err(MergeConflict::reason(
+            "the merged sum is below the field's minimum",
+        ));
+    }
+    if max.is_some_and(|max| merged > max) {
+        return Err(MergeConflict::reason(
+            "the merged sum is above the field's maximum",
+        ));
+    }
+    Ok(merged)
 }
 
 /// `#[merge(union)]`.
@@ -328,7 +388,28 @@ mod tests {
     fn three_way_takes_the_changed_side() {
         assert_eq!(three_way(&1, &2, &1), Ok(2));
         assert_eq!(three_way(&2, &1, &1), Ok(2));
-        assert_eq!(three_way(&3, &3, &1), Ok(3));
+        assert_eq!(three_way(&1, &1, &1), Ok(1));
+        // Both read 1 and wrote 3: one of the two updates was lost.
+        assert!(three_way(&3, &3, &1).is_err());
         assert!(three_way(&2, &3, &1).is_err());
+    }
+
+    #[test]
+    fn same_merges_equal_changes() {
+        assert_eq!(same(&3, &3, &1), Ok(3));
+        assert_eq!(same(&1, &2, &1), Ok(2));
+        assert_eq!(same(&2, &1, &1), Ok(2));
+        assert!(same(&2, &3, &1).is_err());
+    }
+
+    #[test]
+    fn bounded_sums_conflict_out_of_bounds() {
+        // stock 4; both sides took 3 from it.
+        assert!(sum_within(&1i64, &1, &4, Some(0), None).is_err());
+        assert_eq!(sum_within(&3i64, &2, &4, Some(0), None), Ok(1));
+        assert!(sum_within(&8u32, &9, &5, None, Some(10)).is_err());
+        assert_eq!(sum_within(&6u32, &7, &5, Some(0), Some(10)), Ok(8));
+        assert_eq!(sum_within(&0.5f64, &0.5, &1.0, Some(0.0), None), Ok(0.0));
+        assert!(sum_within(&0.5f64, &0.25, &1.0, Some(0.0), None).is_err());
     }
 }

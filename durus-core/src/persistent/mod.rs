@@ -29,6 +29,16 @@ pub trait Persistent: Serialize + DeserializeOwned + 'static {
     /// can be renamed or moved without rewriting the database.
     const CLASS_NAME: &'static str;
 
+    /// Older class names of the type, still read (a record written under
+    /// one of them loads, and is written back under `CLASS_NAME`). Set with
+    /// `#[persistent(aliases = ["old.Name"])]`.
+    const CLASS_ALIASES: &'static [&'static str] = &[];
+
+    /// True when some field is `#[serde(flatten)]`, so the record's
+    /// top-level keys are not a fixed list of fields (see `crate::schema`).
+    #[doc(hidden)]
+    const FLATTENED: bool = false;
+
     /// True when the type has merge rules: its objects keep a snapshot of
     /// their state as loaded (state0) while changed, to merge concurrent commits.
     const RESOLVABLE: bool = false;
@@ -77,6 +87,9 @@ pub(crate) struct Header {
 pub(crate) struct Slot<T> {
     pub(crate) hdr: Header,
     pub(crate) state: RefCell<Option<T>>,
+    /// What the record held that `T` does not know, kept to be written
+    /// back (see `crate::schema`); `None` for nearly every object.
+    pub(crate) unknown: RefCell<Option<Box<crate::schema::Unknown>>>,
 }
 
 /// What the connection needs of an object without knowing its type.
@@ -121,17 +134,24 @@ impl<T: Persistent> ErasedObj for Slot<T> {
         let oid = self.hdr.oid.get();
         let state = self.state.try_borrow().map_err(|_| Error::Borrowed(oid))?;
         let state = state.as_ref().ok_or(Error::WrongConnection(oid))?;
-        Ok(crate::encoding::encode(oid, T::CLASS_NAME, state)?)
+        let unknown = self
+            .unknown
+            .try_borrow()
+            .map_err(|_| Error::Borrowed(oid))?;
+        Ok(crate::schema::encode(oid, state, unknown.as_deref())?)
     }
 
     fn decode_into(&self, data: &[u8]) -> Result<()> {
         let oid = self.hdr.oid.get().unwrap_or_default();
-        let value: T = crate::encoding::decode(oid, T::CLASS_NAME, data)?;
+        let (value, unknown) = crate::schema::decode::<T>(oid, data)?;
         let mut state = self
             .state
             .try_borrow_mut()
             .map_err(|_| Error::Borrowed(Some(oid)))?;
         *state = Some(value);
+        if let Ok(mut slot) = self.unknown.try_borrow_mut() {
+            *slot = unknown;
+        }
         self.hdr.status.set(Status::Saved);
         Ok(())
     }
@@ -159,29 +179,37 @@ impl<T: Persistent> ErasedObj for Slot<T> {
         let oid = self.hdr.oid.get();
         let conflict = || Error::write_conflict(oid.into_iter().collect());
         let initial = initial.downcast_ref::<T>().ok_or_else(conflict)?;
-        let stored: T = crate::encoding::decode(oid.unwrap_or_default(), T::CLASS_NAME, stored)?;
+        let (stored, unknown) = crate::schema::decode::<T>(oid.unwrap_or_default(), stored)?;
         let state = self.state.try_borrow().map_err(|_| Error::Borrowed(oid))?;
         let ours = state.as_ref().ok_or_else(conflict)?;
-        // The merge function is the user's code: a panic in it is a conflict
-        // (the transaction then needs an abort), not a broken connection.
+        // The merge function and the encoding of its result are the user's
+        // code: a panic in them is a conflict (the transaction then needs
+        // an abort), not a broken connection or a commit exchange left open.
         let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            T::resolve(ours, &stored, initial)
-        }))
-        .map_err(|_| conflict())?
-        .map_err(|_| conflict())?;
-        // Encoding fails when the merged state holds a new object: the merge
-        // cannot store it.
-        let data = crate::encoding::encode(oid, T::CLASS_NAME, &merged).map_err(|_| conflict())?;
-        Ok((data, Box::new(merged)))
+            let merged = T::resolve(ours, &stored, initial).map_err(|_| conflict())?;
+            // This program never changes the fields it does not know: the
+            // stored record's unknown fields are the newest (crate::schema).
+            // Encoding fails when the merged state holds a new object: the
+            // merge cannot store it.
+            let data =
+                crate::schema::encode(oid, &merged, unknown.as_deref()).map_err(|_| conflict())?;
+            Ok::<_, Error>((data, merged))
+        }));
+        let (data, merged) = merged.map_err(|_| conflict())??;
+        Ok((data, Box::new((merged, unknown))))
     }
 
     fn replace_state(&self, merged: Box<dyn Any>) {
-        let (Ok(merged), Ok(mut state)) = (merged.downcast::<T>(), self.state.try_borrow_mut())
-        else {
+        let merged = merged.downcast::<(T, Option<Box<crate::schema::Unknown>>)>();
+        let (Ok(merged), Ok(mut state)) = (merged, self.state.try_borrow_mut()) else {
             self.ghostify();
             return;
         };
-        let old = state.replace(*merged);
+        let (merged, unknown) = *merged;
+        let old = state.replace(merged);
+        if let Ok(mut slot) = self.unknown.try_borrow_mut() {
+            *slot = unknown;
+        }
         self.hdr.status.set(Status::Saved);
         drop(state);
         drop(old);
@@ -209,6 +237,7 @@ impl<T: Persistent> PRef<T> {
                 conn: RefCell::new(Weak::new()),
             },
             state: RefCell::new(Some(value)),
+            unknown: RefCell::new(None),
         }))
     }
 
@@ -221,6 +250,7 @@ impl<T: Persistent> PRef<T> {
                 conn: RefCell::new(conn),
             },
             state: RefCell::new(None),
+            unknown: RefCell::new(None),
         }))
     }
 

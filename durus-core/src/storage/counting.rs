@@ -143,6 +143,10 @@ impl<S: Storage> Storage for Counting<S> {
     fn is_closed(&self) -> bool {
         self.inner.is_closed()
     }
+
+    fn contains(&mut self, oid: Oid) -> Result<bool> {
+        self.inner.contains(oid)
+    }
 }
 
 /// A boxed storage is a storage, so adapters can wrap one.
@@ -183,5 +187,9 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
 
     fn is_closed(&self) -> bool {
         (**self).is_closed()
+    }
+
+    fn contains(&mut self, oid: Oid) -> Result<bool> {
+        (**self).contains(oid)
     }
 }

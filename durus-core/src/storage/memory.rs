@@ -36,6 +36,10 @@ impl Storage for MemoryStorage {
         self.records.get(&oid).cloned().ok_or(Error::NotFound(oid))
     }
 
+    fn contains(&mut self, oid: Oid) -> Result<bool> {
+        Ok(self.records.contains_key(&oid))
+    }
+
     fn new_oid(&mut self) -> Result<Oid> {
         let oid = Oid(self.next_oid);
         self.next_oid += 1;

@@ -42,6 +42,15 @@ pub trait Storage: Send {
         0
     }
 
+    /// True when a record is stored for `oid`.
+    fn contains(&mut self, oid: Oid) -> Result<bool> {
+        match self.load(oid) {
+            Ok(_) => Ok(true),
+            Err(crate::Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// An oid that no stored or reserved object uses.
     fn new_oid(&mut self) -> Result<Oid>;
 
@@ -152,6 +161,25 @@ impl std::fmt::Debug for Durability {
             "Durability::Done"
         })
     }
+}
+
+/// Refuses a transaction whose records refer to an oid that is neither
+/// stored nor written by the transaction: a dangling reference, made by a
+/// client that still held a handle to an object a pack removed. It is a
+/// conflict naming that oid; nothing is stored.
+pub(crate) fn check_references(
+    records: &[(Oid, Vec<u8>)],
+    mut stored: impl FnMut(Oid) -> Result<bool>,
+) -> Result<()> {
+    let written: HashSet<Oid> = records.iter().map(|(oid, _)| *oid).collect();
+    for (_, rec) in records {
+        for r in record::unpack(rec)?.ref_oids() {
+            if !written.contains(&r) && !stored(r)? {
+                return Err(crate::Error::write_conflict(vec![r]));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The oids reachable from the root by following record refs, starting at

@@ -465,6 +465,10 @@ impl Storage for FileStorage {
         self.shelf()?.load(oid)
     }
 
+    fn contains(&mut self, oid: Oid) -> Result<bool> {
+        Ok(self.shelf()?.position(oid)?.is_some())
+    }
+
     fn new_oid(&mut self) -> Result<Oid> {
         self.writable()?;
         let shelf = self

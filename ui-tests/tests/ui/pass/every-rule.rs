@@ -42,11 +42,24 @@ struct Everything {
     stats: Stats,
     #[merge(with = concat)]
     log: String,
+    #[merge(sum(min = 0))]
+    stock: u32,
+    #[merge(sum(max = 100))]
+    percent: i8,
+    #[merge(sum(min = -5, max = 5))]
+    drift: i64,
+    #[merge(sum(min = 0.0, max = 1.5))]
+    fraction: f64,
+    #[merge(same)]
+    archived: bool,
+    #[serde(skip)]
+    cached: u64,
     title: String,
     child: Option<PRef<Plain>>,
 }
 
 #[derive(Persistent, Serialize, Deserialize)]
+#[persistent(class = "ui.Plain", aliases = ["ui.OldPlain", "old::Plain"])]
 struct Plain {
     name: String,
 }
@@ -55,7 +68,9 @@ fn main() {
     assert!(<Everything as Persistent>::RESOLVABLE);
     assert!(!<Plain as Persistent>::RESOLVABLE);
     assert_eq!(<Everything as Persistent>::CLASS_NAME, "ui.Everything");
-    assert!(<Plain as Persistent>::CLASS_NAME.ends_with("::Plain"));
+    assert_eq!(<Plain as Persistent>::CLASS_ALIASES, ["ui.OldPlain", "old::Plain"]);
+    assert!(<Wrapper<u8> as Persistent>::CLASS_NAME.ends_with("::Wrapper"));
+    assert!(<Wrapper<u8> as Persistent>::CLASS_ALIASES.is_empty());
 }
 
 #[derive(Persistent, Serialize, Deserialize)]

@@ -23,9 +23,7 @@ fn a_root_whose_first_commit_failed_can_be_made_by_another_client() {
         first.abort().expect("abort");
     }
     let second = Connection::new(hub.storage());
-    let root: PRef<Root> = second
-        .root()
-        .expect("the root is made by the next client");
+    let root: PRef<Root> = second.root().expect("the root is made by the next client");
     root.write().expect("write").name = "made".into();
     second.commit().expect("commit");
 }

@@ -32,7 +32,10 @@ fn two_clients_upgrading_one_object_keep_both_new_values_or_conflict() {
         root.write().expect("write").visits = 1;
         conn.commit().expect("commit");
     }
-    let (a, b) = (Connection::new(hub.storage()), Connection::new(hub.storage()));
+    let (a, b) = (
+        Connection::new(hub.storage()),
+        Connection::new(hub.storage()),
+    );
     let root_a: PRef<RootV2> = a.root().expect("root a");
     let root_b: PRef<RootV2> = b.root().expect("root b");
     let customers_a = root_a.read().expect("read").customers.clone();

@@ -32,7 +32,10 @@ fn kept_value(hub: &Hub) -> Option<durus_core::Result<i64>> {
 #[test]
 fn linking_an_object_a_pack_removed_does_not_commit_a_dangling_reference() {
     let hub = Hub::new(MemoryStorage::new());
-    let (a, b) = (Connection::new(hub.storage()), Connection::new(hub.storage()));
+    let (a, b) = (
+        Connection::new(hub.storage()),
+        Connection::new(hub.storage()),
+    );
     {
         let root: PRef<Root> = a.root().expect("root");
         let mut r = root.write().expect("write");
