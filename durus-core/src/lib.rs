@@ -34,13 +34,14 @@
 // The derive names paths under `::durus_core`, also inside this crate.
 extern crate self as durus_core;
 
-pub mod bench;
 mod cache;
 pub mod collections;
 pub mod connection;
 pub mod encoding;
 pub mod error;
 pub mod hub;
+#[doc(hidden)]
+pub mod internals;
 pub mod net;
 pub mod oid;
 pub mod persistent;
@@ -48,7 +49,6 @@ pub mod protocol;
 pub mod record;
 pub mod server;
 pub mod storage;
-pub mod tools;
 
 pub use collections::{BTree, PersistentDict, PersistentList, PersistentSet};
 pub use connection::Connection;

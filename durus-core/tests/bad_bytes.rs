@@ -1,7 +1,7 @@
 //! Random and mutated bytes in records: every load is a value or an
 //! error, never a panic.
 
-use durus_core::bench::data::SplitMix64;
+use durus_core::internals::SplitMix64;
 use durus_core::hub::LoadReply;
 use durus_core::{BTree, Connection, Hub, MemoryStorage, Oid, PRef, Persistent, PersistentDict};
 use serde::{Deserialize, Serialize};
