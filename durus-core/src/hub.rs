@@ -8,6 +8,7 @@
 
 use crate::error::{Error, ProtocolError, Result, StorageError};
 use crate::oid::Oid;
+use crate::protocol::LoadReply;
 use crate::storage::{ClientTransaction, CommitHandler, Durability, NoConflicts, Storage};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,17 +41,6 @@ struct SessionState {
     invalid: HashSet<Oid>,
     /// Oids handed to this session and not yet committed by it.
     unused_oids: HashSet<Oid>,
-}
-
-/// The answer to one load, as the wire protocol distinguishes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoadReply {
-    /// The record.
-    Record(Vec<u8>),
-    /// No such oid.
-    Missing,
-    /// The session's copy is obsolete: it must sync first.
-    Invalid,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -319,14 +309,6 @@ pub struct SharedStorage {
 
 const OID_BATCH: usize = 32;
 
-fn reply_to_result(oid: Oid, reply: LoadReply) -> Result<Vec<u8>> {
-    match reply {
-        LoadReply::Record(r) => Ok(r),
-        LoadReply::Missing => Err(Error::NotFound(oid)),
-        LoadReply::Invalid => Err(Error::read_conflict(oid)),
-    }
-}
-
 impl SharedStorage {
     /// The session under this storage.
     pub fn session(&self) -> &Session {
@@ -336,14 +318,14 @@ impl SharedStorage {
 
 impl Storage for SharedStorage {
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
-        reply_to_result(oid, self.session.load(oid)?)
+        self.session.load(oid)?.into_record(oid)
     }
 
     fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
         let replies = self.session.bulk_load(oids)?;
         oids.iter()
             .zip(replies)
-            .map(|(oid, reply)| reply_to_result(*oid, reply))
+            .map(|(oid, reply)| reply.into_record(*oid))
             .collect()
     }
 

@@ -4,6 +4,8 @@
 //! generator. Hidden from the documentation and not part of the public
 //! API: any of it may change in any release.
 
+pub use crate::protocol::LoadReply;
+
 /// splitmix64: a small seeded generator, the one the benchmark workloads
 /// define (their inputs and samples depend on its exact outputs), used by
 /// the command's workloads and the randomized tests alike.

@@ -2,7 +2,7 @@
 //! error, never a panic.
 
 use durus_core::internals::SplitMix64;
-use durus_core::hub::LoadReply;
+use durus_core::internals::LoadReply;
 use durus_core::{BTree, Connection, Hub, MemoryStorage, Oid, PRef, Persistent, PersistentDict};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;

@@ -1,6 +1,6 @@
 //! The byte layout documented in docs/RECORDS.md, checked byte for byte.
 
-use durus_core::hub::LoadReply;
+use durus_core::internals::LoadReply;
 use durus_core::{record, Connection, Hub, MemoryStorage, Oid, PRef, Persistent};
 use serde::{Deserialize, Serialize};
 

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::hub::{CommitExchange, Session};
 use crate::net::{Polled, Stream};
 use crate::protocol::{
-    encode_oid_list, CommitAnswer, FrameReader, LoadResponse, ReadError, Request, PROTOCOL_VERSION,
+    encode_oid_list, CommitAnswer, FrameReader, ReadError, Request, PROTOCOL_VERSION,
     STATUS_INVALID, STATUS_OKAY,
 };
 use std::io::Write;
@@ -107,13 +107,13 @@ impl Client<'_> {
             Request::NewOids(r) => self.new_oids(usize::from(r.count))?,
             Request::Load(r) => {
                 let reply = self.session.load(r.oid).map_err(storage)?;
-                LoadResponse::encode_reply(&reply, &mut self.out);
+                reply.encode(&mut self.out);
                 self.send()?;
             }
             Request::BulkLoad(r) => {
                 let replies = self.session.bulk_load(&r.oids).map_err(storage)?;
                 for reply in &replies {
-                    LoadResponse::encode_reply(reply, &mut self.out);
+                    reply.encode(&mut self.out);
                 }
                 self.send()?;
             }
@@ -184,7 +184,7 @@ impl Client<'_> {
                 Ok(CommitAnswer::Resolve(oids)) => {
                     let replies = exchange.load_current(&oids).map_err(storage)?;
                     for reply in &replies {
-                        LoadResponse::encode_reply(reply, out);
+                        reply.encode(out);
                     }
                     send(stream, out)?;
                 }
