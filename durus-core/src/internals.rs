@@ -5,6 +5,7 @@
 //! API: any of it may change in any release.
 
 pub use crate::protocol::LoadReply;
+pub use crate::storage::file::shelf::empty_file;
 
 /// splitmix64: a small seeded generator, the one the benchmark workloads
 /// define (their inputs and samples depend on its exact outputs), used by
