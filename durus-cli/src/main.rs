@@ -4,9 +4,9 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use durus_cli::bench::model::Model;
 use durus_cli::bench::{self, Mode, RunOptions, Variant, WorkerOptions};
-use durus_core::net::{Address, UnixSocketOptions, DEFAULT_HOST, DEFAULT_PORT};
-use durus_core::server::{ServerConfig, DEFAULT_CLIENT_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 use durus_cli::tools::{self, FsyncPolicy, Progress, ServeOptions, Target};
+use durus_core::server::{Address, UnixSocketOptions, DEFAULT_HOST, DEFAULT_PORT};
+use durus_core::server::{ServerConfig, DEFAULT_CLIENT_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 use durus_core::Oid;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -22,10 +22,7 @@ struct Book {
 }
 
 fn durus(args: &[&str]) -> String {
-    let out = Command::new(DURUS)
-        .args(args)
-        .output()
-        .expect("run durus");
+    let out = Command::new(DURUS).args(args).output().expect("run durus");
     assert!(
         out.status.success(),
         "durus {args:?} failed: {}",

@@ -3,7 +3,7 @@
 //! Many clients (connections in threads, or the sessions of a storage
 //! server) share one [`Storage`] through a [`Hub`]. Each client has a
 //! [`Session`] with its own invalidation set and reserved oids, as in
-//! Durus's `StorageServer`. A commit is an exchange ([`CommitExchange`]):
+//! Durus's `StorageServer`. A commit is an exchange (`CommitExchange`):
 //! while it lasts no other client can commit, but loads and syncs go on.
 
 use crate::error::{Error, ProtocolError, Result, StorageError};
@@ -181,12 +181,12 @@ impl Session {
     }
 
     /// Loads one record.
-    pub fn load(&self, oid: Oid) -> Result<LoadReply> {
+    pub(crate) fn load(&self, oid: Oid) -> Result<LoadReply> {
         lock(&self.hub.shared.state).load_reply(self.id, oid)
     }
 
     /// Loads several records, holding the state lock once.
-    pub fn bulk_load(&self, oids: &[Oid]) -> Result<Vec<LoadReply>> {
+    pub(crate) fn bulk_load(&self, oids: &[Oid]) -> Result<Vec<LoadReply>> {
         let mut state = lock(&self.hub.shared.state);
         oids.iter()
             .map(|oid| state.load_reply(self.id, *oid))
@@ -203,7 +203,7 @@ impl Session {
 
     /// Starts a commit: waits until no other commit runs, then holds the
     /// commit until the exchange is committed or dropped.
-    pub fn begin_commit(&self) -> Result<CommitExchange<'_>> {
+    pub(crate) fn begin_commit(&self) -> Result<CommitExchange<'_>> {
         let guard = lock(&self.hub.shared.commit);
         let invalidations = {
             let mut state = lock(&self.hub.shared.state);
@@ -237,7 +237,7 @@ impl Drop for Session {
 
 /// A commit in progress. No other session can commit until it is committed
 /// or dropped (dropping it abandons the commit).
-pub struct CommitExchange<'a> {
+pub(crate) struct CommitExchange<'a> {
     session: &'a Session,
     invalidations: Vec<Oid>,
     _guard: MutexGuard<'a, ()>,

@@ -4,8 +4,49 @@
 //! generator. Hidden from the documentation and not part of the public
 //! API: any of it may change in any release.
 
+use crate::error::Result;
+use crate::hub::Session;
+use crate::oid::Oid;
+use crate::server::Address;
+
 pub use crate::protocol::LoadReply;
 pub use crate::storage::file::shelf::empty_file;
+
+/// Records: an oid, the object's data, the oids it refers to (`docs/RECORDS.md`).
+pub mod record {
+    pub use crate::record::*;
+}
+
+/// The data of a record: class name and CBOR state (`docs/RECORDS.md`).
+pub mod encoding {
+    pub use crate::encoding::*;
+}
+
+/// The wire protocol's frames, limits and decoders (`docs/PROTOCOL.md`).
+pub mod protocol {
+    pub use crate::protocol::*;
+}
+
+/// Sockets: TCP and Unix-domain streams and listeners, polled reads.
+pub mod net {
+    pub use crate::net::*;
+}
+
+/// Connects to a server's address (TCP or Unix-domain).
+pub fn connect(address: &Address) -> std::io::Result<net::Stream> {
+    address.connect()
+}
+
+/// Loads the record of `oid` as a session of a hub sees it.
+pub fn session_load(session: &Session, oid: Oid) -> Result<LoadReply> {
+    session.load(oid)
+}
+
+/// Commits `records` as they are through `session` (no resolution round)
+/// and waits until the commit is durable.
+pub fn session_commit(session: &Session, records: Vec<(Oid, Vec<u8>)>) -> Result<()> {
+    session.begin_commit()?.commit(records)?.wait()
+}
 
 /// splitmix64: a small seeded generator, the one the benchmark workloads
 /// define (their inputs and samples depend on its exact outputs), used by

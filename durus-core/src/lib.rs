@@ -37,16 +37,16 @@ extern crate self as durus_core;
 mod cache;
 pub mod collections;
 pub mod connection;
-pub mod encoding;
+mod encoding;
 pub mod error;
 pub mod hub;
 #[doc(hidden)]
 pub mod internals;
-pub mod net;
+mod net;
 pub mod oid;
 pub mod persistent;
-pub mod protocol;
-pub mod record;
+mod protocol;
+mod record;
 pub mod server;
 pub mod storage;
 

@@ -1,7 +1,8 @@
 //! The object model over MemoryStorage: statuses, identity, lazy loading,
 //! cache shrink, abort, schema evolution and bad records.
 
-use durus_core::{record, Connection, Error, Hub, MemoryStorage, Oid, PRef, Persistent, Status};
+use durus_core::internals::record;
+use durus_core::{Connection, Error, Hub, MemoryStorage, Oid, PRef, Persistent, Status};
 use serde::{Deserialize, Serialize};
 
 #[derive(Persistent, Serialize, Deserialize, Default)]
@@ -224,14 +225,14 @@ fn bad_records_are_errors_not_panics() -> durus_core::Result<()> {
         record::pack(oids[4], b"\x80\x02cfoo\nBar\nq\x00.", &[])?,
         record::pack(
             oids[5],
-            &durus_core::encoding::encode(None, "tests::Item", &7u8)?,
+            &durus_core::internals::encoding::encode(None, "tests::Item", &7u8)?,
             &[],
         )?,
         record::pack(oids[6], b"\x6aitem\xff\xff\xff\xff\xff\xff", &[])?,
         record::pack(Oid(999), b"x", &[])?,
     ];
     let records: Vec<(Oid, Vec<u8>)> = oids.iter().copied().zip(garbage).collect();
-    session.begin_commit()?.commit(records)?.wait()?;
+    durus_core::internals::session_commit(&session, records)?;
     let conn = Connection::new(hub.storage());
     for oid in &oids {
         let got = conn.get::<Item>(*oid);

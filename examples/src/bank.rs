@@ -23,7 +23,7 @@
 //! saw, so a balance can dip below zero only by such a race; the total is
 //! exact either way.
 
-use durus_core::net::Address;
+use durus_core::server::Address;
 use durus_core::server::{Server, ServerConfig};
 use durus_core::{Connection, Error, FileStorage, Hub, PRef, Persistent};
 use serde::{Deserialize, Serialize};

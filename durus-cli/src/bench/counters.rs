@@ -12,9 +12,9 @@
 
 use super::json::Record;
 use super::procs::{self, bench_error, CpuSnapshot, ServerProcess};
+use crate::tools::FsyncPolicy;
 use durus_core::error::{Error, Result};
 use durus_core::storage::ClientStorage;
-use crate::tools::FsyncPolicy;
 use durus_core::{Connection, Oid, PRef, Persistent};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -241,19 +241,19 @@ pub fn store_detached<M: CounterModel>(address: &str, variant: Variant) -> Resul
     let mut storage = ClientStorage::connect(address)?;
     let oid = storage.new_oid()?;
     let data = match variant {
-        Variant::AbortRetry => durus_core::encoding::encode(
+        Variant::AbortRetry => durus_core::internals::encoding::encode(
             Some(oid),
             <M::Plain as Persistent>::CLASS_NAME,
             &M::Plain::default(),
         ),
-        Variant::Merging => durus_core::encoding::encode(
+        Variant::Merging => durus_core::internals::encoding::encode(
             Some(oid),
             <M::Merging as Persistent>::CLASS_NAME,
             &M::Merging::default(),
         ),
     }
     .map_err(Error::Encoding)?;
-    let record = durus_core::record::pack(oid, &data, &[]).map_err(Error::Record)?;
+    let record = durus_core::internals::record::pack(oid, &data, &[]).map_err(Error::Record)?;
     storage.begin();
     storage.store(oid, record)?;
     storage.end(&mut NoConflicts)?.wait()?;

@@ -2,9 +2,9 @@
 //! that start together at one instant, and the CPU accounting of the run
 //! (own CPU time and the machine's CPU time used by others).
 
-use durus_core::error::{Error, Result, StorageError};
-use durus_core::net::Address;
 use crate::tools::FsyncPolicy;
+use durus_core::error::{Error, Result, StorageError};
+use durus_core::server::Address;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};

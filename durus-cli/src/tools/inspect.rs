@@ -4,10 +4,10 @@
 
 use super::json::record_json;
 use super::progress::Progress;
-use durus_core::encoding;
 use durus_core::error::{Error, Result};
+use durus_core::internals::encoding;
+use durus_core::internals::record;
 use durus_core::oid::Oid;
-use durus_core::record;
 use durus_core::storage::Storage;
 use std::collections::{HashMap, HashSet};
 

@@ -2,10 +2,10 @@
 //! other objects shown as `{"$ref": oid}`. Records written by Python Durus
 //! (pickles) are named as such with their class, not decoded.
 
-use durus_core::encoding::{self, REF_TAG};
-use durus_core::error::{EncodingError, Result};
-use durus_core::record;
 use ciborium::Value as Cbor;
+use durus_core::error::{EncodingError, Result};
+use durus_core::internals::encoding::{self, REF_TAG};
+use durus_core::internals::record;
 use serde_json::{json, Map, Value};
 
 /// The JSON form of one record.

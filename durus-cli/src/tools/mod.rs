@@ -12,8 +12,9 @@ pub use progress::Progress;
 
 use durus_core::error::{Error, Result};
 use durus_core::hub::Hub;
-use durus_core::net::Address;
-use durus_core::protocol::{QuitRequest, Request};
+use durus_core::internals;
+use durus_core::internals::protocol::{QuitRequest, Request};
+use durus_core::server::Address;
 use durus_core::server::{Server, ServerConfig};
 pub use durus_core::storage::FsyncPolicy;
 
@@ -160,7 +161,7 @@ pub fn repair(path: &Path, out: &mut dyn Write) -> Result<bool> {
 /// Asks the server at `address` to stop, and waits (up to `wait`) until it
 /// no longer accepts connections. `Ok(false)` when no server was running.
 pub fn stop(address: &Address, wait: Duration) -> Result<bool> {
-    let Ok(mut stream) = address.connect() else {
+    let Ok(mut stream) = internals::connect(address) else {
         return Ok(false);
     };
     let mut out = Vec::new();
@@ -171,7 +172,7 @@ pub fn stop(address: &Address, wait: Duration) -> Result<bool> {
     drop(stream);
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
-        if address.connect().is_err() {
+        if internals::connect(address).is_err() {
             return Ok(true);
         }
         std::thread::sleep(Duration::from_millis(50));

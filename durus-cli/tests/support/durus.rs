@@ -1,7 +1,7 @@
 //! The `durus` binary in tests: `durus serve` as a child process bound to
 //! loopback on a free port, and `durus bench` runs.
 
-use durus_core::net::Address;
+use durus_core::server::Address;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;

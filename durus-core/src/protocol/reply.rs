@@ -132,7 +132,10 @@ mod tests {
             Decoded::Frame(LoadReply::Record(b"abc".to_vec()), 8)
         );
         assert_eq!(LoadReply::decode(&out[..5]), Decoded::Need(8));
-        assert_eq!(LoadReply::decode(b"K"), Decoded::Frame(LoadReply::Missing, 1));
+        assert_eq!(
+            LoadReply::decode(b"K"),
+            Decoded::Frame(LoadReply::Missing, 1)
+        );
         assert!(matches!(LoadReply::decode(b"Z"), Decoded::Malformed(_)));
         assert!(matches!(
             LoadReply::decode(b"O\xff\xff\xff\xff"),

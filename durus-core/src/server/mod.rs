@@ -1,6 +1,6 @@
 //! The storage server: a listener (TCP or Unix-domain) and one session per
 //! client on a [`Hub`], speaking the Durus wire protocol (see
-//! [`crate::protocol`] and `docs/PROTOCOL.md`).
+//! `docs/PROTOCOL.md`).
 //!
 //! Each client gets a thread with blocking I/O. Its socket has a short read
 //! timeout (a tick) so that the thread notices a stop; a frame that has
@@ -14,7 +14,8 @@ mod session;
 
 use crate::error::Result;
 use crate::hub::Hub;
-use crate::net::{Address, Listener, Stream, UnixSocketOptions, DEFAULT_HOST, DEFAULT_PORT};
+pub use crate::net::{Address, UnixSocketOptions, DEFAULT_HOST, DEFAULT_PORT};
+use crate::net::{Listener, Stream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;

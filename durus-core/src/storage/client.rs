@@ -7,9 +7,9 @@ use crate::net::{Address, Polled, Stream};
 use crate::oid::Oid;
 use crate::protocol::{
     decode_fixed_oids, decode_oid_list, decode_status, decode_version, BulkLoadRequest,
-    CommitAnswer, CommitRequest, FrameReader, LoadRequest, LoadReply, NewOidsRequest,
-    PackRequest, ReadError, Request, SyncRequest, VersionRequest, CLOSE_BYTE, MAX_BULK_OIDS,
-    MAX_OID_LIST, PROTOCOL_VERSION, STATUS_INVALID, STATUS_OKAY,
+    CommitAnswer, CommitRequest, FrameReader, LoadReply, LoadRequest, NewOidsRequest, PackRequest,
+    ReadError, Request, SyncRequest, VersionRequest, CLOSE_BYTE, MAX_BULK_OIDS, MAX_OID_LIST,
+    PROTOCOL_VERSION, STATUS_INVALID, STATUS_OKAY,
 };
 use std::io::Write;
 

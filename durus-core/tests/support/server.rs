@@ -2,7 +2,7 @@
 //! on a free port. (The `durus` binary as a child process is in the
 //! durus-cli crate's test support.)
 
-use durus_core::net::Address;
+use durus_core::server::Address;
 use durus_core::server::{Server, ServerConfig, ServerHandle};
 use durus_core::{Hub, MemoryStorage};
 use std::thread::JoinHandle;

@@ -17,7 +17,7 @@
 //! [`verify`], [`repair`] and [`FileStorage::records`].
 
 mod durable;
-pub mod io;
+mod io;
 mod pack;
 pub(crate) mod shelf;
 mod tools;
