@@ -7,6 +7,7 @@
 //! while it lasts no other client can commit, but loads and syncs go on.
 
 use crate::error::{Error, ProtocolError, Result, StorageError};
+use crate::lock;
 use crate::oid::Oid;
 use crate::protocol::LoadReply;
 use crate::storage::{ClientTransaction, CommitHandler, Durability, NoConflicts, Storage};
@@ -41,12 +42,6 @@ struct SessionState {
     invalid: HashSet<Oid>,
     /// Oids handed to this session and not yet committed by it.
     unused_oids: HashSet<Oid>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic in another session must not take every later session down:
-    // the state is updated in steps that leave it consistent.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Hub {

@@ -59,6 +59,14 @@ pub use oid::Oid;
 pub use persistent::{MergeConflict, PRef, Persistent, Status};
 pub use storage::{ClientStorage, FileOptions, FileStorage, FsyncPolicy, MemoryStorage, Storage};
 
+/// Locks `m`, also when a thread panicked while holding it. A panic in
+/// one session or commit must not take every later one down: each mutex
+/// of the crate guards state that is updated in steps that leave it
+/// consistent.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Paths used by the code `#[derive(Persistent)]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {

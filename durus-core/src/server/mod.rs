@@ -14,6 +14,7 @@ mod session;
 
 use crate::error::Result;
 use crate::hub::Hub;
+use crate::lock;
 pub use crate::net::{Address, UnixSocketOptions, DEFAULT_HOST, DEFAULT_PORT};
 use crate::net::{Listener, Stream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -94,7 +95,7 @@ impl Shared {
         let added = self.hub.take_bytes_committed();
         let total = self.bytes_since_pack.fetch_add(added, Ordering::Relaxed) + added;
         let gcbytes = self.config.gcbytes;
-        if gcbytes == 0 || total < gcbytes || self.packing.swap(true, Ordering::SeqCst) {
+        if gcbytes == 0 || total < gcbytes || !self.start_packing() {
             return;
         }
         info!("{total} bytes committed since the last pack: packing in the background");
@@ -103,15 +104,25 @@ impl Shared {
             .name("durus-pack".into())
             .spawn(move || {
                 shared.pack();
-                shared.packing.store(false, Ordering::SeqCst);
+                shared.done_packing();
             });
         match spawned {
             Ok(handle) => lock(&self.pack_threads).push(handle),
             Err(e) => {
                 warn!("cannot start a background pack: {e}");
-                self.packing.store(false, Ordering::SeqCst);
+                self.done_packing();
             }
         }
+    }
+
+    /// Claims the pack: false when one is already running (a client's or
+    /// the background one). Whoever claims it calls `done_packing` after.
+    fn start_packing(&self) -> bool {
+        !self.packing.swap(true, Ordering::SeqCst)
+    }
+
+    fn done_packing(&self) {
+        self.packing.store(false, Ordering::SeqCst);
     }
 
     /// Packs now, in bounded steps between which commits go on, and resets
@@ -136,10 +147,6 @@ impl Shared {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A bound server, ready to [`serve`](Server::serve).

@@ -86,9 +86,7 @@ pub(super) fn run(shared: &Arc<Shared>, stream: Stream, peer: &str) {
 
 impl Client<'_> {
     fn send(&mut self) -> Result<(), End> {
-        let r = self.stream.write_all(&self.out);
-        self.out.clear();
-        r.map_err(|e| End::Bad(format!("write failed: {e}")))
+        send(self.stream, &mut self.out)
     }
 
     fn handle(&mut self, request: Request) -> Result<(), End> {
@@ -125,20 +123,15 @@ impl Client<'_> {
             }
             Request::Pack(_) => {
                 let shared = self.shared;
-                if shared
-                    .packing
-                    .swap(true, std::sync::atomic::Ordering::SeqCst)
-                {
-                    debug!("pack asked for while one runs");
-                } else {
+                if shared.start_packing() {
                     info!("pack asked for by a client");
                     let ok = shared.pack();
-                    shared
-                        .packing
-                        .store(false, std::sync::atomic::Ordering::SeqCst);
+                    shared.done_packing();
                     if !ok {
                         return Err(End::Bad("pack failed".into()));
                     }
+                } else {
+                    debug!("pack asked for while one runs");
                 }
                 self.out.push(STATUS_OKAY);
                 self.send()?;
@@ -231,6 +224,7 @@ fn commit_records(
     durability.wait()
 }
 
+/// Writes `out` to the client and empties it.
 fn send(stream: &Stream, out: &mut Vec<u8>) -> Result<(), End> {
     let r = (&*stream).write_all(out);
     out.clear();
