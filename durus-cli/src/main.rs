@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use durus_cli::bench::model::Model;
 use durus_cli::bench::{self, Mode, RunOptions, Variant, WorkerOptions};
-use durus_cli::tools::{self, FsyncPolicy, Progress, ServeOptions, Target};
+use durus_cli::tools::{self, Fsync, FsyncPolicy, Progress, ServeOptions, Target};
 use durus_core::server::{Address, UnixSocketOptions, DEFAULT_HOST, DEFAULT_PORT};
 use durus_core::server::{ServerConfig, DEFAULT_CLIENT_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 use durus_core::Oid;
@@ -104,8 +104,8 @@ struct CounterRunArgs {
     #[arg(long)]
     db: PathBuf,
     /// merge (a `#[merge(sum)]` counter) or abort-retry (a plain counter).
-    #[arg(long, default_value = "abort-retry", value_parser = ["abort-retry", "merge"])]
-    variant: String,
+    #[arg(long, value_enum, default_value_t = Variant::AbortRetry)]
+    variant: Variant,
     /// The fsync policy of the server the run starts.
     #[arg(long, value_enum, default_value = "never")]
     fsync: Fsync,
@@ -131,8 +131,8 @@ struct ItemArgs {
 
 #[derive(Args)]
 struct W1Args {
-    #[arg(long, value_parser = ["emb", "srv"])]
-    target: String,
+    #[arg(long, value_enum)]
+    target: bench::items::Target,
     /// N: items inserted.
     #[arg(long)]
     n: u64,
@@ -145,8 +145,8 @@ struct W1Args {
 
 #[derive(Args)]
 struct W2Args {
-    #[arg(long, value_parser = ["emb", "srv"])]
-    target: String,
+    #[arg(long, value_enum)]
+    target: bench::items::Target,
     /// N: the items W1 wrote.
     #[arg(long)]
     n: u64,
@@ -181,8 +181,8 @@ struct W6OpenArgs {
     #[arg(long)]
     n: u64,
     /// unpacked (as built) or packed: a label for the file's state.
-    #[arg(long, value_parser = ["unpacked", "packed"])]
-    variant: String,
+    #[arg(long, value_enum)]
+    variant: FileState,
     #[command(flatten)]
     common: ItemArgs,
 }
@@ -212,8 +212,8 @@ struct W7Args {
 
 #[derive(Args)]
 struct WorkerArgs {
-    #[arg(long, value_parser = ["w4", "w5"])]
-    mode: String,
+    #[arg(long, value_enum)]
+    mode: Mode,
     /// The server (HOST:PORT or socket path).
     #[arg(long, conflicts_with = "port")]
     server: Option<String>,
@@ -227,8 +227,8 @@ struct WorkerArgs {
     start_at: f64,
     #[arg(long)]
     duration: f64,
-    #[arg(long, default_value = "abort-retry", value_parser = ["abort-retry", "merge"])]
-    variant: String,
+    #[arg(long, value_enum, default_value_t = Variant::AbortRetry)]
+    variant: Variant,
     /// The counter's oid, instead of the root's `c<idx>` or `hot`.
     #[arg(long)]
     oid: Option<u64>,
@@ -262,6 +262,9 @@ impl ServerArgs {
 #[derive(Args)]
 struct TargetArgs {
     /// A storage file (otherwise a server is used).
+    #[arg(value_name = "FILE", conflicts_with_all = ["file", "host", "port", "address"])]
+    path: Option<PathBuf>,
+    /// A storage file, as an option.
     #[arg(long, conflicts_with_all = ["host", "port", "address"])]
     file: Option<PathBuf>,
     #[command(flatten)]
@@ -269,23 +272,43 @@ struct TargetArgs {
 }
 
 impl TargetArgs {
+    /// The storage file given, positional or `--file`.
+    fn file(&self) -> Option<PathBuf> {
+        self.path.clone().or_else(|| self.file.clone())
+    }
+
     fn target(&self) -> Target {
-        match &self.file {
-            Some(f) => Target::File(f.clone()),
+        match self.file() {
+            Some(f) => Target::File(f),
             None => Target::Server(self.server.address()),
         }
     }
 }
 
+/// The state of a W6 file, a label in its result line.
 #[derive(Clone, Copy, ValueEnum)]
-enum Fsync {
-    Always,
-    Never,
+enum FileState {
+    /// As built.
+    Unpacked,
+    /// After a pack.
+    Packed,
+}
+
+impl FileState {
+    fn name(self) -> &'static str {
+        match self {
+            FileState::Unpacked => "unpacked",
+            FileState::Packed => "packed",
+        }
+    }
 }
 
 #[derive(Args)]
 struct ServeArgs {
     /// The storage file; without it, a new temporary database.
+    #[arg(value_name = "FILE", conflicts_with = "file")]
+    path: Option<PathBuf>,
+    /// The storage file, as an option.
     #[arg(long)]
     file: Option<PathBuf>,
     #[command(flatten)]
@@ -306,11 +329,32 @@ struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     gcbytes: u64,
     /// Seconds a client may take to finish a request or a commit exchange.
-    #[arg(long, default_value_t = DEFAULT_CLIENT_TIMEOUT.as_secs_f64())]
-    timeout: f64,
+    #[arg(long, default_value_t = Seconds(DEFAULT_CLIENT_TIMEOUT))]
+    timeout: Seconds,
     /// Most clients connected at once.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+}
+
+/// A duration given in seconds (fractions allowed).
+#[derive(Clone, Copy, Debug)]
+struct Seconds(Duration);
+
+impl std::str::FromStr for Seconds {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Seconds, String> {
+        let seconds: f64 = s.parse().map_err(|e| format!("{e}"))?;
+        Duration::try_from_secs_f64(seconds)
+            .map(Seconds)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
 }
 
 fn parse_octal(s: &str) -> Result<u32, String> {
@@ -340,13 +384,9 @@ fn main() -> ExitCode {
 fn run(command: Command) -> durus_core::Result<ExitCode> {
     match command {
         Command::Serve(a) => {
-            let timeout = Duration::try_from_secs_f64(a.timeout).unwrap_or(DEFAULT_CLIENT_TIMEOUT);
             let options = ServeOptions {
-                file: a.file,
-                fsync: match a.fsync {
-                    Fsync::Always => FsyncPolicy::Always,
-                    Fsync::Never => FsyncPolicy::Never,
-                },
+                file: a.path.or(a.file),
+                fsync: a.fsync.into(),
                 config: ServerConfig {
                     address: a.server.address(),
                     unix: UnixSocketOptions {
@@ -355,7 +395,7 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
                         umask: a.umask,
                     },
                     gcbytes: a.gcbytes,
-                    client_timeout: timeout,
+                    client_timeout: a.timeout.0,
                     max_connections: a.max_connections,
                 },
             };
@@ -391,8 +431,8 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
         }
         Command::Bench(b) => return bench(b),
         Command::Verify(t) => {
-            let Some(path) = t.file else {
-                eprintln!("durus: verify works on a storage file: give --file PATH");
+            let Some(path) = t.file() else {
+                eprintln!("durus: verify works on a storage file: give its path");
                 return Ok(ExitCode::FAILURE);
             };
             if !tools::verify(&path, &mut std::io::stdout())? {
@@ -400,8 +440,8 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
             }
         }
         Command::Repair(t) => {
-            let Some(path) = t.file else {
-                eprintln!("durus: repair works on a storage file: give --file PATH");
+            let Some(path) = t.file() else {
+                eprintln!("durus: repair works on a storage file: give its path");
                 return Ok(ExitCode::FAILURE);
             };
             tools::repair(&path, &mut std::io::stdout())?;
@@ -411,7 +451,6 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
 }
 
 fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
-    let variant = |name: &str| Variant::parse(name).unwrap_or(Variant::AbortRetry);
     match command {
         BenchCommand::W4(a) => return counter_run(Mode::W4, a),
         BenchCommand::W5(a) => return counter_run(Mode::W5, a),
@@ -426,7 +465,7 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
         ),
         BenchCommand::W1(a) => {
             let opts = bench::w1::Options {
-                target: target(&a.target),
+                target: a.target,
                 n: a.n,
                 batch: a.batch,
                 workload: "W1".into(),
@@ -446,7 +485,7 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
         }
         BenchCommand::W2(a) => {
             let opts = bench::w2::Options {
-                target: target(&a.target),
+                target: a.target,
                 n: a.n,
                 common: item_common(a.common)?,
             };
@@ -463,7 +502,7 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
         BenchCommand::W6open(a) => {
             let opts = bench::w6::Options {
                 n: a.n,
-                variant: a.variant,
+                variant: a.variant.name().into(),
                 common: item_common(a.common)?,
             };
             return report(bench::w6::open(&opts)?);
@@ -492,8 +531,8 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
                 (None, None) => format!("{DEFAULT_HOST}:{DEFAULT_PORT}"),
             };
             let opts = WorkerOptions {
-                mode: if a.mode == "w4" { Mode::W4 } else { Mode::W5 },
-                variant: variant(&a.variant),
+                mode: a.mode,
+                variant: a.variant,
                 server,
                 idx: a.idx,
                 oid: a.oid.map(Oid),
@@ -508,15 +547,8 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn target(name: &str) -> bench::items::Target {
-    bench::items::Target::parse(name).unwrap_or(bench::items::Target::Embedded)
-}
-
 fn item_common(a: ItemArgs) -> durus_core::Result<bench::items::Common> {
-    let fsync = match a.fsync {
-        Fsync::Always => FsyncPolicy::Always,
-        Fsync::Never => FsyncPolicy::Never,
-    };
+    let fsync = a.fsync.into();
     eprintln!(
         "durus bench: fsync {} ({})",
         bench::items::fsync_name(fsync),
@@ -549,11 +581,8 @@ fn counter_run(mode: Mode, a: CounterRunArgs) -> durus_core::Result<ExitCode> {
         clients: a.c,
         duration: a.duration,
         db: a.db,
-        variant: Variant::parse(&a.variant).unwrap_or(Variant::AbortRetry),
-        fsync: match a.fsync {
-            Fsync::Always => FsyncPolicy::Always,
-            Fsync::Never => FsyncPolicy::Never,
-        },
+        variant: a.variant,
+        fsync: a.fsync.into(),
         server: a.server,
         exe,
     };

@@ -146,6 +146,9 @@ fn verify_and_repair_a_file_with_a_torn_tail() {
     let said = durus(&["repair", "--file", file]);
     assert!(said.contains("cutting"), "{said}");
     assert!(durus(&["verify", "--file", file]).ends_with("ok\n"));
+    // The file may also be given as a positional argument.
+    assert!(durus(&["verify", file]).ends_with("ok\n"));
+    assert!(durus(&["repair", file]).contains("nothing to cut"));
     let conn = Connection::open(&path).expect("reopen");
     let lib: PRef<Library> = conn.root().expect("root");
     assert_eq!(

@@ -57,7 +57,7 @@ pub trait CounterModel: 'static {
 }
 
 /// Which workload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// Each client its own counter `c<idx>`.
     W4,
@@ -92,11 +92,12 @@ impl Mode {
 }
 
 /// How concurrent commits of a counter are handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Variant {
     /// A plain counter: a conflict is aborted and retried (Durus's way).
     AbortRetry,
     /// A merging counter (`#[merge(sum)]`): concurrent commits merge.
+    #[value(name = "merge")]
     Merging,
 }
 
@@ -106,15 +107,6 @@ impl Variant {
         match self {
             Variant::AbortRetry => "abort-retry",
             Variant::Merging => "merge",
-        }
-    }
-
-    /// Parses a variant name.
-    pub fn parse(name: &str) -> Option<Variant> {
-        match name {
-            "abort-retry" => Some(Variant::AbortRetry),
-            "merge" => Some(Variant::Merging),
-            _ => None,
         }
     }
 }
@@ -425,8 +417,7 @@ fn fsync_name(fsync: FsyncPolicy, storage: procs::StorageKind) -> &'static str {
     match (storage, fsync) {
         (procs::StorageKind::Memory, _) => "none (memory storage)",
         (procs::StorageKind::External, _) => "unknown (external server)",
-        (_, FsyncPolicy::Always) => "always",
-        (_, FsyncPolicy::Never) => "never",
+        (_, policy) => crate::tools::fsync_name(policy),
     }
 }
 

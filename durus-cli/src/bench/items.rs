@@ -67,24 +67,17 @@ pub fn parent_and_items(root: &PRef<ItemsRoot>) -> Result<(PRef<Parent>, Items)>
 }
 
 /// Where a run's storage is: the file itself, or a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
     /// The benchmark process opens the file (`emb`).
+    #[value(name = "emb")]
     Embedded,
     /// A storage server serves the file (`srv`).
+    #[value(name = "srv")]
     Server,
 }
 
 impl Target {
-    /// Parses `emb` or `srv`.
-    pub fn parse(name: &str) -> Option<Target> {
-        match name {
-            "emb" => Some(Target::Embedded),
-            "srv" => Some(Target::Server),
-            _ => None,
-        }
-    }
-
     /// The name in result lines.
     pub fn name(self) -> &'static str {
         match self {
@@ -108,13 +101,7 @@ pub struct Common {
     pub exe: PathBuf,
 }
 
-/// The name of a policy in result lines.
-pub fn fsync_name(fsync: FsyncPolicy) -> &'static str {
-    match fsync {
-        FsyncPolicy::Always => "always",
-        FsyncPolicy::Never => "never",
-    }
-}
+pub use crate::tools::fsync_name;
 
 /// The run's server: the one given, or a child serving `common.db`.
 pub fn start_server(common: &Common) -> Result<ServerProcess> {

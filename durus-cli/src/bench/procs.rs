@@ -81,10 +81,7 @@ impl ServerProcess {
     /// `fsync`. When this build cannot serve files, serves a memory storage
     /// instead, and says so on stderr and in [`ServerProcess::storage`].
     pub fn start(exe: &Path, db: &Path, fsync: FsyncPolicy) -> Result<ServerProcess> {
-        let fsync = match fsync {
-            FsyncPolicy::Always => "always",
-            FsyncPolicy::Never => "never",
-        };
+        let fsync = crate::tools::fsync_name(fsync);
         let db_arg = db.to_string_lossy().into_owned();
         let file_args = ["--file", db_arg.as_str(), "--fsync", fsync];
         match ServerProcess::spawn(exe, &file_args) {

@@ -25,6 +25,32 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The command's `--fsync` choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fsync {
+    /// Every commit is on disk before it is acknowledged.
+    Always,
+    /// Never fsync, as Durus 4.3 does.
+    Never,
+}
+
+impl From<Fsync> for FsyncPolicy {
+    fn from(fsync: Fsync) -> FsyncPolicy {
+        match fsync {
+            Fsync::Always => FsyncPolicy::Always,
+            Fsync::Never => FsyncPolicy::Never,
+        }
+    }
+}
+
+/// The name of a policy on the command line and in result lines.
+pub fn fsync_name(policy: FsyncPolicy) -> &'static str {
+    match policy {
+        FsyncPolicy::Always => "always",
+        FsyncPolicy::Never => "never",
+    }
+}
+
 /// A database to work on: a file, or a running server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
