@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use durus_cli::bench::model::Model;
 use durus_cli::bench::{self, Mode, RunOptions, Variant, WorkerOptions};
-use durus_cli::tools::{self, Fsync, FsyncPolicy, Progress, ServeOptions, Target};
+use durus_cli::tools::{self, Fsync, FsyncPolicy, ServeOptions, Target};
 use durus_core::server::{Address, UnixSocketOptions, DEFAULT_HOST, DEFAULT_PORT};
 use durus_core::server::{ServerConfig, DEFAULT_CLIENT_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 use durus_core::Oid;
@@ -411,7 +411,7 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
         Command::Pack(t) => tools::pack(&t.target())?,
         Command::Census(t) => {
             let mut storage = tools::open_storage(&t.target(), FsyncPolicy::Always)?;
-            let lines = tools::census(storage.as_mut(), &mut Progress::new("objects"))?;
+            let lines = tools::census(storage.as_mut(), &tools::progress("objects"))?;
             println!("{:>10} {:>14}  class", "count", "bytes");
             for l in lines {
                 println!("{:>10} {:>14}  {}", l.count, l.bytes, l.class);
@@ -423,8 +423,7 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
         }
         Command::Referrers { oid, target } => {
             let mut storage = tools::open_storage(&target.target(), FsyncPolicy::Always)?;
-            let found =
-                tools::referrers(storage.as_mut(), Oid(oid), &mut Progress::new("objects"))?;
+            let found = tools::referrers(storage.as_mut(), Oid(oid), &tools::progress("objects"))?;
             for r in found {
                 println!("{r}");
             }

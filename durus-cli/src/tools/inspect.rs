@@ -3,12 +3,12 @@
 //! census, the referrers of an oid, and one object as JSON.
 
 use super::json::record_json;
-use super::progress::Progress;
 use durus_core::error::{Error, Result};
 use durus_core::internals::encoding;
 use durus_core::internals::record;
 use durus_core::oid::Oid;
 use durus_core::storage::Storage;
+use indicatif::ProgressBar;
 use std::collections::{HashMap, HashSet};
 
 /// Oids loaded per bulk load during a traversal.
@@ -19,7 +19,7 @@ const BATCH: usize = 1000;
 /// Returns the number of records visited.
 pub fn traverse(
     storage: &mut dyn Storage,
-    progress: &mut Progress,
+    progress: &ProgressBar,
     mut visit: impl FnMut(Oid, &[u8]) -> Result<()>,
 ) -> Result<u64> {
     let mut queued: HashSet<Oid> = HashSet::from([Oid::ROOT]);
@@ -37,9 +37,9 @@ pub fn traverse(
             visit(oid, &rec)?;
             visited += 1;
         }
-        progress.update(visited);
+        progress.set_position(visited);
     }
-    progress.finish();
+    progress.finish_and_clear();
     Ok(visited)
 }
 
@@ -74,7 +74,7 @@ pub struct ClassCount {
 }
 
 /// Counts the reachable objects by class, most numerous first.
-pub fn census(storage: &mut dyn Storage, progress: &mut Progress) -> Result<Vec<ClassCount>> {
+pub fn census(storage: &mut dyn Storage, progress: &ProgressBar) -> Result<Vec<ClassCount>> {
     let mut by_class: HashMap<String, (u64, u64)> = HashMap::new();
     traverse(storage, progress, |oid, rec| {
         let view = record::unpack(rec)?;
@@ -101,7 +101,7 @@ pub fn census(storage: &mut dyn Storage, progress: &mut Progress) -> Result<Vec<
 pub fn referrers(
     storage: &mut dyn Storage,
     target: Oid,
-    progress: &mut Progress,
+    progress: &ProgressBar,
 ) -> Result<Vec<Oid>> {
     let mut out = Vec::new();
     traverse(storage, progress, |oid, rec| {

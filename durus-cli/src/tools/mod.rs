@@ -4,11 +4,9 @@
 
 mod inspect;
 mod json;
-mod progress;
 
 pub use inspect::{census, referrers, show, traverse, ClassCount};
 pub use json::record_json;
-pub use progress::Progress;
 
 use durus_core::error::{Error, Result};
 use durus_core::hub::Hub;
@@ -21,6 +19,7 @@ pub use durus_core::storage::FsyncPolicy;
 use durus_core::error::StorageError;
 use durus_core::storage::file;
 use durus_core::storage::{ClientStorage, FileOptions, FileStorage, Storage};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -49,6 +48,19 @@ pub fn fsync_name(policy: FsyncPolicy) -> &'static str {
         FsyncPolicy::Always => "always",
         FsyncPolicy::Never => "never",
     }
+}
+
+/// A progress line for long work, `LABEL: COUNT`, redrawn on stderr at
+/// most five times a second, and only when stderr is a terminal; cleared
+/// when done or dropped.
+pub fn progress(label: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5))
+        .with_finish(ProgressFinish::AndClear);
+    if let Ok(style) = ProgressStyle::with_template("{msg}: {pos}") {
+        bar.set_style(style);
+    }
+    bar.set_message(label.to_string());
+    bar
 }
 
 /// A database to work on: a file, or a running server.
@@ -127,9 +139,9 @@ fn temporary_file() -> PathBuf {
 /// Checks the structure of a storage file and writes what it found to `out`.
 /// Returns whether the file is sound.
 pub fn verify(path: &Path, out: &mut dyn Write) -> Result<bool> {
-    let mut progress = Progress::new("records");
-    let report = file::verify_with_progress(path, &mut |n| progress.update(n))?;
-    progress.finish();
+    let progress = progress("records");
+    let report = file::verify_with_progress(path, &mut |n| progress.set_position(n))?;
+    progress.finish_and_clear();
     let w = |e| Error::Io(e);
     writeln!(
         out,
