@@ -567,7 +567,7 @@ fn item_common(a: ItemArgs) -> durus_core::Result<bench::items::Common> {
 /// Prints the result line; fails when the run checked and failed.
 fn report(rec: bench::json::Record) -> durus_core::Result<ExitCode> {
     println!("RESULT {rec}");
-    if matches!(rec.get("verified"), Some(bench::json::Value::Bool(false))) {
+    if rec.verified() == Some(false) {
         eprintln!("durus: verification failed");
         return Ok(ExitCode::FAILURE);
     }
@@ -590,7 +590,7 @@ fn counter_run(mode: Mode, a: CounterRunArgs) -> durus_core::Result<ExitCode> {
         Mode::W5 => bench::w5::run::<Model>(&opts)?,
     };
     println!("RESULT {rec}");
-    let verified = matches!(rec.get("verified"), Some(bench::json::Value::Bool(true)));
+    let verified = rec.verified() == Some(true);
     if !verified {
         eprintln!("durus: {} verification failed", mode.name());
         return Ok(ExitCode::FAILURE);

@@ -1,105 +1,16 @@
-//! The `RESULT {json}` lines of the workload runner, with sorted keys as
-//! the Python harness prints them.
+//! The `RESULT {json}` lines of the workload runner: a `serde_json` object
+//! printed with sorted keys and the separators of Python's `json.dumps`
+//! (`", "` and `": "`), as the Python harness prints them.
 
+use serde::Serialize;
+use serde_json::ser::Formatter;
+use serde_json::{Map, Value};
 use std::fmt;
-
-/// A JSON value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    List(Vec<Value>),
-}
-
-impl From<bool> for Value {
-    fn from(v: bool) -> Self {
-        Value::Bool(v)
-    }
-}
-impl From<i64> for Value {
-    fn from(v: i64) -> Self {
-        Value::Int(v)
-    }
-}
-impl From<u64> for Value {
-    fn from(v: u64) -> Self {
-        Value::Int(v as i64)
-    }
-}
-impl From<usize> for Value {
-    fn from(v: usize) -> Self {
-        Value::Int(v as i64)
-    }
-}
-impl From<f64> for Value {
-    fn from(v: f64) -> Self {
-        Value::Float(v)
-    }
-}
-impl From<&str> for Value {
-    fn from(v: &str) -> Self {
-        Value::Str(v.to_string())
-    }
-}
-impl From<String> for Value {
-    fn from(v: String) -> Self {
-        Value::Str(v)
-    }
-}
-impl<T: Into<Value>> From<Option<T>> for Value {
-    fn from(v: Option<T>) -> Self {
-        v.map_or(Value::Null, Into::into)
-    }
-}
-impl<T: Into<Value>> From<Vec<T>> for Value {
-    fn from(v: Vec<T>) -> Self {
-        Value::List(v.into_iter().map(Into::into).collect())
-    }
-}
-
-fn write_str(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
-    f.write_str("\"")?;
-    for c in s.chars() {
-        match c {
-            '"' => f.write_str("\\\"")?,
-            '\\' => f.write_str("\\\\")?,
-            '\n' => f.write_str("\\n")?,
-            c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
-            c => write!(f, "{c}")?,
-        }
-    }
-    f.write_str("\"")
-}
-
-impl fmt::Display for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Value::Null => f.write_str("null"),
-            Value::Bool(b) => write!(f, "{b}"),
-            Value::Int(n) => write!(f, "{n}"),
-            Value::Float(x) if x.is_finite() => write!(f, "{x:?}"),
-            Value::Float(_) => f.write_str("null"),
-            Value::Str(s) => write_str(f, s),
-            Value::List(items) => {
-                f.write_str("[")?;
-                for (i, v) in items.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    write!(f, "{v}")?;
-                }
-                f.write_str("]")
-            }
-        }
-    }
-}
+use std::io::{self, Write};
 
 /// A JSON object printed with its keys sorted.
 #[derive(Debug, Default, Clone)]
-pub struct Record(Vec<(String, Value)>);
+pub struct Record(Map<String, Value>);
 
 impl Record {
     /// An empty record.
@@ -107,35 +18,57 @@ impl Record {
         Record::default()
     }
 
-    /// Sets `key` (replacing an earlier value).
+    /// Sets `key` (replacing an earlier value). A float that is not finite
+    /// becomes `null`.
     pub fn set(&mut self, key: &str, value: impl Into<Value>) -> &mut Record {
-        let value = value.into();
-        match self.0.iter_mut().find(|(k, _)| k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.0.push((key.to_string(), value)),
-        }
+        self.0.insert(key.to_string(), value.into());
         self
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.0.get(key)
+    }
+
+    /// The record's `verified` field, when it has one.
+    pub fn verified(&self) -> Option<bool> {
+        self.get("verified").and_then(Value::as_bool)
+    }
+}
+
+/// serde_json's compact output with Python's separators (the default
+/// methods write the values).
+struct PythonFormatter;
+
+impl Formatter for PythonFormatter {
+    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        w.write_all(b": ")
     }
 }
 
 impl fmt::Display for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut entries: Vec<&(String, Value)> = self.0.iter().collect();
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        f.write_str("{")?;
-        for (i, (k, v)) in entries.into_iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write_str(f, k)?;
-            write!(f, ": {v}")?;
-        }
-        f.write_str("}")
+        // The map is ordered by key (serde_json without `preserve_order`).
+        let mut out = Vec::new();
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+        self.0.serialize(&mut ser).map_err(|_| fmt::Error)?;
+        f.write_str(&String::from_utf8_lossy(&out))
     }
 }
 
