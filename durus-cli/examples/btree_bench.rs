@@ -82,7 +82,7 @@ fn main() -> Result<()> {
     root.write()?.parent = Some(parent.clone());
     let tree = root.read()?.items.clone();
     conn.commit()?;
-    let (r0, b0) = counts.total();
+    let before = counts.total();
     let start = Instant::now();
     for (i, s) in strings.into_iter().enumerate() {
         let i = i as u64;
@@ -98,8 +98,8 @@ fn main() -> Result<()> {
     }
     conn.commit()?;
     let insert_secs = start.elapsed().as_secs_f64();
-    let written = counts.total().0 - r0;
-    let written_bytes = counts.total().1 - b0;
+    let written = counts.total().records - before.records;
+    let written_bytes = counts.total().bytes - before.bytes;
     let depth = tree.depth()?;
     println!(
         "W1 insert: {n} entries in {insert_secs:.2} s = {:.0} entries/s; \
@@ -109,7 +109,7 @@ fn main() -> Result<()> {
     );
 
     // One more insert into the full tree.
-    let (r1, b1) = counts.total();
+    let before = counts.total();
     let item = PRef::new(Item {
         n,
         s: item_string(n),
@@ -119,8 +119,8 @@ fn main() -> Result<()> {
     conn.commit()?;
     println!(
         "one insert into the full tree: {} records, {} bytes",
-        counts.total().0 - r1,
-        counts.total().1 - b1
+        counts.total().records - before.records,
+        counts.total().bytes - before.bytes
     );
     drop(tree);
     drop(root);

@@ -78,7 +78,7 @@ fn walk(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<Walk> {
     let (parent, container) = items::parent_and_items(&root)?;
     let (mut count, mut total, mut bad) = (0u64, 0u64, 0u64);
     let loads_before = conn.load_count();
-    let requests_before = counter.loads().1;
+    let requests_before = counter.loads().requests;
     let t0 = Instant::now();
     for entry in container.iter() {
         let (k, item): (u64, PRef<Item>) = entry?;
@@ -96,7 +96,7 @@ fn walk(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<Walk> {
     }
     let seconds = t0.elapsed().as_secs_f64();
     let loads = conn.load_count() - loads_before;
-    let requests = counter.loads().1 - requests_before;
+    let requests = counter.loads().requests - requests_before;
     if parent.read()?.name != items::PARENT_NAME {
         bad += 1;
     }

@@ -159,8 +159,8 @@ fn point_loads(opts: &Options, server: &procs::ServerProcess) -> Result<Loads> {
         seconds,
         lat_ns,
         bad,
-        records: after.0 - before.0,
-        requests: after.1 - before.1,
+        records: after.records - before.records,
+        requests: after.requests - before.requests,
         rt_ns,
     })
 }

@@ -12,7 +12,7 @@ mod memory;
 mod transaction;
 
 pub use client::ClientStorage;
-pub use counting::{Counting, StorageCounts};
+pub use counting::{Counting, Loads, StorageCounts, Written};
 pub use file::{FileOptions, FileStorage, FsyncPolicy};
 pub use memory::MemoryStorage;
 pub(crate) use transaction::ClientTransaction;
