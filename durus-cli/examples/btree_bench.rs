@@ -1,5 +1,6 @@
 //! BTree figures for the shared workloads W1 (insert) and W2 (cold full
-//! traversal), with Item(n, S(n)) values as in `bench/WORKLOADS.md`.
+//! traversal), with Item(n, S(n)) values as `durus bench` makes them (see
+//! `docs/PERFORMANCE.md`).
 //!
 //! ```text
 //! cargo run --release -p durus-cli --example btree_bench -- [N] [memory|file|file-fsync] [DIR]

@@ -340,7 +340,8 @@ fn increment_loop<T: BenchCounter>(
     })
 }
 
-/// Runs W4 or W5 as WORKLOADS.md defines it and returns its result record
+/// Runs W4 or W5 as the benchmark definitions do (`docs/PERFORMANCE.md`,
+/// "How to run") and returns its result record
 /// (already verified: `verified` says whether the check passed).
 pub fn run<M: CounterModel>(mode: Mode, opts: &RunOptions) -> Result<Record> {
     if opts.clients == 0 {

@@ -1,7 +1,8 @@
 #![allow(clippy::indexing_slicing)] // fixed-size arrays indexed by loop counters below 64
 
-//! The deterministic inputs of the workloads (shared/bench WORKLOADS.md §1):
-//! the 100-character strings S(i), splitmix64 and the index sample.
+//! The deterministic inputs of the workloads (section 1 of the shared
+//! benchmark definitions; `docs/PERFORMANCE.md` lists the workloads): the
+//! 100-character strings S(i), splitmix64 and the index sample.
 
 /// SHA-256 of `data` (FIPS 180-4), for the strings S(i).
 pub fn sha256(data: &[u8]) -> [u8; 32] {

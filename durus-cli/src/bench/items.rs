@@ -1,8 +1,9 @@
 //! What the item workloads (W1, W2, W3, W6, W7) share: the object shapes
-//! of WORKLOADS.md section 1.1 (Parent, Item, the root holding `"parent"`
-//! and `"items"`), the storage a run opens (the file directly, or a server
-//! child serving it), a storage wrapper that counts loads, and the fields
-//! every result line carries.
+//! of the benchmark definitions (Parent, Item, the root holding `"parent"`
+//! and `"items"`; see `docs/PERFORMANCE.md`), the storage a run opens (the
+//! file directly, or a server child serving it), and the fields every
+//! result line carries. W2 and W3 count loads with
+//! `durus_core::storage::Counting`.
 
 use super::json::Record;
 use super::procs::{self, bench_error, CpuSnapshot, ServerProcess};

@@ -1,9 +1,9 @@
 //! The persistent types of the `durus bench` databases (the object shapes
 //! of the benchmark definitions, section 1.1), with stable class names.
 //!
-//! They live with the command, not in the library, so that the library
-//! defines no persistent types of its own. The integration tests use them
-//! too, to read and write the same records.
+//! They are the benchmark's, so they live with the command, not in the
+//! library; their class names are pinned (`durus_bench.*`). The
+//! integration tests use them too, to read and write the same records.
 
 use super::{BenchCounter, CounterModel};
 use durus_core::{PRef, Persistent};

@@ -119,9 +119,8 @@ impl ClientStorage {
         Ok(out)
     }
 
-    /// Gives the oids of an abandoned transaction back to the pool and tells
-    /// the server the commit is off.
-    /// Tells the server this client gives up its commit.
+    /// Tells the server this client gives up its commit (an empty
+    /// transaction ends the exchange).
     fn give_up(&mut self) -> Result<()> {
         CommitAnswer::Transaction(Vec::new()).encode(&mut self.out);
         self.flush_out()
