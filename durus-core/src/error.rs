@@ -29,9 +29,15 @@ pub enum Error {
     /// The handle belongs to another connection, or to none when one is needed.
     #[error("{}", wrong_connection(.0))]
     WrongConnection(Option<Oid>),
-    /// A commit was tried after a conflict without an `abort` first.
-    #[error("still conflicted: call abort() before committing")]
+    /// The transaction needs an `abort` (after a conflict or a failed
+    /// commit) before anything else.
+    #[error("the transaction needs an abort (after a conflict or a failed commit)")]
     NeedsAbort,
+    /// A commit failed at a point where it may have been stored (an fsync
+    /// failed, the server went away before answering). What the storage
+    /// holds tells; the storage refuses further commits until reopened.
+    #[error("the commit may or may not have been stored: {0}")]
+    OutcomeUnknown(String),
     /// The storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

@@ -37,6 +37,7 @@ extern crate self as durus_core;
 mod cache;
 pub mod collections;
 pub mod connection;
+mod database;
 mod encoding;
 pub mod error;
 pub mod hub;
@@ -52,6 +53,7 @@ pub mod storage;
 
 pub use collections::{BTree, PersistentDict, PersistentList, PersistentSet};
 pub use connection::Connection;
+pub use database::{Database, DatabaseOptions};
 pub use durus_derive::Persistent;
 pub use error::{ConflictError, ConflictKind, Error, Result};
 pub use hub::Hub;

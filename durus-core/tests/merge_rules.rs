@@ -167,12 +167,16 @@ fn an_unresolvable_field_is_a_conflict_and_leaves_the_object_alone() -> durus_co
         Err(Error::Conflict(c)) => assert_eq!(c.oids, vec![acct_b.oid().expect("oid")]),
         other => panic!("expected a conflict, got {other:?}"),
     }
+    // The transaction needs an abort: nothing but abort is allowed.
+    assert!(matches!(acct_b.read(), Err(Error::NeedsAbort)));
+    assert!(matches!(b.commit(), Err(Error::NeedsAbort)));
+    b.abort()?;
     assert_eq!(
         acct_b.read()?.owner,
-        "bob",
-        "the failed merge changed nothing"
+        "ann",
+        "the failed merge stored nothing"
     );
-    assert_eq!(acct_b.read()?.balance, 5);
+    assert_eq!(acct_b.read()?.balance, 0);
     b.transaction(3, |_| {
         acct_b.write()?.balance += 5;
         Ok(())

@@ -56,6 +56,7 @@ fn statuses_follow_durus_transitions() -> durus_core::Result<()> {
     assert_eq!(it.status(), Status::Ghost);
     assert_eq!(it.read()?.n, 1, "abort dropped the change");
     assert_eq!(it.status(), Status::Saved);
+    a.commit()?; // a read-only transaction ends: `it` is not used in the next
 
     // Another client's commit turns our saved copy into a ghost at sync.
     let root_b: PRef<Root> = b.root()?;

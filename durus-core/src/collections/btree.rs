@@ -52,7 +52,12 @@
 //!      side's version (it could need a join; the root leaf, which has no
 //!      minimum, is treated the same way, so concurrent removals from a small
 //!      root leaf conflict);
-//!    - either version is not a leaf.
+//!    - either version is not a leaf;
+//!    - this transaction changed the leaf's key range (a split, a join, a
+//!      borrow from a sibling, an entry taken up to replace a separator):
+//!      a key the other side added could now belong to a sibling. The
+//!      other side's range changes rewrite a parent this transaction read,
+//!      a conflict by rule 1.
 //! 3. An **interior node** changed by both sides is always a conflict (its
 //!    children changed); it keeps no snapshot, so the conflict is found
 //!    without loading anything.
@@ -104,6 +109,11 @@ pub struct BNode<K: Key, V: Value> {
     items: Vec<(K, V)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     nodes: Vec<NodeRef<K, V>>,
+    /// Counts, in memory only, the times this node's key range changed
+    /// (entries moved to or from a sibling or a parent). A leaf whose count
+    /// moved since the transaction's snapshot is not merged key by key.
+    #[serde(skip)]
+    reshaped: u64,
 }
 
 impl<K: Key, V: Value> Persistent for BNode<K, V> {
@@ -125,6 +135,7 @@ impl<K: Key, V: Value> BNode<K, V> {
         BNode {
             items: Vec::new(),
             nodes: Vec::new(),
+            reshaped: 0,
         }
     }
 
@@ -180,6 +191,12 @@ fn merge_leaf<K: Key, V: Value>(
     if !(ours.is_leaf() && stored.is_leaf() && initial.is_leaf()) {
         return Err(conflict("an interior node changed on both sides"));
     }
+    if ours.reshaped != initial.reshaped {
+        // This transaction moved the leaf's bounds (through a parent the
+        // other side did not write): a key the other side added could now
+        // belong to a sibling.
+        return Err(conflict("the leaf's key range changed"));
+    }
     let mut all: BTreeMap<&K, [Option<&V>; 3]> = BTreeMap::new();
     for (side, node) in [ours, stored, initial].into_iter().enumerate() {
         for (k, v) in &node.items {
@@ -215,6 +232,7 @@ fn merge_leaf<K: Key, V: Value>(
     Ok(BNode {
         items,
         nodes: Vec::new(),
+        reshaped: ours.reshaped,
     })
 }
 
@@ -436,6 +454,7 @@ fn split_child<K: Key, V: Value>(parent: &NodeRef<K, V>, i: usize) -> Result<()>
         if c.items.len() < MAX_KEYS {
             return Err(corrupt(&full, "split of a node that is not full"));
         }
+        c.reshaped += 1;
         let upper_items = c.items.split_off(MIN_DEGREE);
         let middle = c
             .items
@@ -451,6 +470,7 @@ fn split_child<K: Key, V: Value>(parent: &NodeRef<K, V>, i: usize) -> Result<()>
             BNode {
                 items: upper_items,
                 nodes: upper_nodes,
+                reshaped: 0,
             },
         )
     };
@@ -469,6 +489,7 @@ fn shift_right<K: Key, V: Value>(parent: &NodeRef<K, V>, j: usize) -> Result<()>
     let (lower, upper) = (child(parent, j)?, child(parent, j + 1)?);
     let (item, sub) = {
         let mut l = lower.write()?;
+        l.reshaped += 1;
         let sub = if l.is_leaf() { None } else { l.nodes.pop() };
         let item = l
             .items
@@ -478,6 +499,7 @@ fn shift_right<K: Key, V: Value>(parent: &NodeRef<K, V>, j: usize) -> Result<()>
     };
     let sep = replace_separator(parent, j, item)?;
     let mut u = upper.write()?;
+    u.reshaped += 1;
     u.items.insert(0, sep);
     if let Some(sub) = sub {
         u.nodes.insert(0, sub);
@@ -508,6 +530,7 @@ fn shift_left<K: Key, V: Value>(parent: &NodeRef<K, V>, j: usize) -> Result<()> 
         if u.items.is_empty() || (!u.is_leaf() && u.nodes.len() < 2) {
             return Err(corrupt(&upper, "empty sibling"));
         }
+        u.reshaped += 1;
         let sub = if u.is_leaf() {
             None
         } else {
@@ -517,6 +540,7 @@ fn shift_left<K: Key, V: Value>(parent: &NodeRef<K, V>, j: usize) -> Result<()> 
     };
     let sep = replace_separator(parent, j, item)?;
     let mut l = lower.write()?;
+    l.reshaped += 1;
     l.items.push(sep);
     if let Some(sub) = sub {
         l.nodes.push(sub);
@@ -544,6 +568,7 @@ fn join_children<K: Key, V: Value>(parent: &NodeRef<K, V>, j: usize) -> Result<N
     if l.is_leaf() != nodes.is_empty() {
         return Err(corrupt(&lower, "join of a leaf and an interior node"));
     }
+    l.reshaped += 1;
     l.items.push(sep);
     l.items.extend(items);
     l.nodes.extend(nodes);
@@ -581,7 +606,14 @@ fn extreme<K: Key, V: Value>(node: &NodeRef<K, V>, last: bool) -> Result<Option<
 
 /// Removes `key` from the subtree under `node`, which has at least
 /// `MIN_DEGREE` entries unless it is the root (Durus's `BNode.delete`).
-fn remove_in<K, V, Q>(node: &NodeRef<K, V>, key: &Q, depth: usize) -> Result<Option<(K, V)>>
+/// `moves_up`: the entry is taken to replace a separator above, so the
+/// leaf it leaves changes its key range.
+fn remove_in<K, V, Q>(
+    node: &NodeRef<K, V>,
+    key: &Q,
+    depth: usize,
+    moves_up: bool,
+) -> Result<Option<(K, V)>>
 where
     K: Key + Borrow<Q>,
     V: Value,
@@ -594,6 +626,9 @@ where
         Probe::Absent(_) => Ok(None),
         Probe::Found(i, true) => {
             let mut n = node.write()?;
+            if moves_up {
+                n.reshaped += 1;
+            }
             Ok((i < n.items.len()).then(|| n.items.remove(i)))
         }
         Probe::Found(i, false) => {
@@ -610,7 +645,7 @@ where
                     // Case 2a/2b: the predecessor (or successor) takes its place.
                     let (k, _) =
                         extreme(side, last)?.ok_or_else(|| corrupt(side, "empty child"))?;
-                    let item = remove_in::<K, V, K>(side, &k, depth + 1)?
+                    let item = remove_in::<K, V, K>(side, &k, depth + 1, true)?
                         .ok_or_else(|| corrupt(side, "an entry vanished"))?;
                     let mut n = node.write()?;
                     let slot = n
@@ -622,7 +657,7 @@ where
                 None => {
                     // Case 2c: join both children around the key, then remove it there.
                     let joined = join_children(node, i)?;
-                    remove_in(&joined, key, depth + 1)
+                    remove_in(&joined, key, depth + 1, moves_up)
                 }
             }
         }
@@ -632,7 +667,7 @@ where
             } else {
                 down
             };
-            remove_in(&down, key, depth + 1)
+            remove_in(&down, key, depth + 1, moves_up)
         }
     }
 }
@@ -734,6 +769,7 @@ impl<K: Key, V: Value> BTree<K, V> {
             let new_root = PRef::new(BNode {
                 items: Vec::new(),
                 nodes: vec![node],
+                reshaped: 0,
             });
             split_child(&new_root, 0)?;
             self.state.write()?.root = new_root.clone();
@@ -777,7 +813,7 @@ impl<K: Key, V: Value> BTree<K, V> {
         K: Borrow<Q>,
     {
         let root = self.root()?;
-        let removed = remove_in(&root, key, 0)?;
+        let removed = remove_in(&root, key, 0, false)?;
         let new_root = {
             let r = root.read()?;
             if r.items.is_empty() && !r.is_leaf() {
@@ -1224,6 +1260,7 @@ mod tests {
         BNode {
             items: keys.iter().map(|k| (*k, *k)).collect(),
             nodes: Vec::new(),
+            reshaped: 0,
         }
     }
 

@@ -8,7 +8,7 @@ use super::ConnInner;
 use crate::error::{Error, Result};
 use crate::oid::Oid;
 use crate::persistent::{ErasedObj, PRef, Persistent};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 struct Encoding {
@@ -18,6 +18,9 @@ struct Encoding {
 }
 
 thread_local! {
+    /// How many `PRef::new` calls this thread made: a decode that makes new
+    /// objects is noticed by the count moving.
+    static NEW_OBJECTS: Cell<u64> = const { Cell::new(0) };
     static ENCODING: RefCell<Vec<Encoding>> = const { RefCell::new(Vec::new()) };
     static DECODING: RefCell<Vec<Rc<ConnInner>>> = const { RefCell::new(Vec::new()) };
 }
@@ -104,4 +107,14 @@ pub(crate) fn decoding_ref<T: Persistent>(oid: Oid) -> Result<PRef<T>> {
             })
         })?;
     conn.ghost_for::<T>(oid)
+}
+
+/// Counts a new persistent object (see `NEW_OBJECTS`).
+pub(crate) fn count_new_object() {
+    NEW_OBJECTS.with(|n| n.set(n.get().wrapping_add(1)));
+}
+
+/// The count of new persistent objects made on this thread so far.
+pub(super) fn new_objects_made() -> u64 {
+    NEW_OBJECTS.with(Cell::get)
 }

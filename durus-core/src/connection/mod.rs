@@ -5,28 +5,22 @@
 //! connection per thread over a [`Hub`](crate::hub::Hub), and between
 //! processes through a storage server.
 
+mod commit;
 mod context;
+mod load;
 mod retry;
 
-pub(crate) use context::{decoding_ref, encoding_oid_for};
+pub(crate) use context::{count_new_object, decoding_ref, encoding_oid_for};
 
 use crate::cache::{Cache, OidMap};
 use crate::error::{Error, Result};
 use crate::oid::Oid;
 use crate::persistent::{ErasedObj, PRef, Persistent, Slot, Status};
-use crate::record;
-use crate::storage::{CommitHandler, Storage};
-use context::{DecodeScope, EncodeScope};
+use crate::storage::Storage;
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
 use std::rc::{Rc, Weak};
-
-/// Loads of one oid tried while others keep committing it.
-const LOAD_ATTEMPTS: usize = 16;
-
-/// At most this many prefetched records wait to be used.
-const MAX_PREFETCHED: usize = 100_000;
 
 /// The default target number of loaded objects in the cache.
 pub const DEFAULT_CACHE_SIZE: usize = 100_000;
@@ -50,8 +44,18 @@ pub(crate) struct ConnInner {
     /// References of loaded records not prefetched yet, in order: a miss
     /// on one of them fetches it together with those that follow.
     ahead: RefCell<VecDeque<Oid>>,
-    /// Oids that conflicted; the transaction must be aborted.
+    /// Oids received from the storage as changed by others and accessed in
+    /// this transaction: conflicts, made ghosts by the next abort (or
+    /// merged by the commit under way). Never dropped before that.
     invalid: RefCell<HashSet<Oid>>,
+    /// Where the transaction stands (see [`TxState`]).
+    state: Cell<TxState>,
+    /// Objects given an oid by the commit under way (new objects, and a new
+    /// root). A commit that fails leaves them here; `abort` detaches them,
+    /// so that no object keeps an oid that was never stored.
+    attached_new: RefCell<Vec<Rc<dyn ErasedObj>>>,
+    /// `root()` was handed oid 0 for a root whose commit has not succeeded.
+    root_reserved: Cell<bool>,
     /// Counts commits and aborts; stamps every access.
     serial: Cell<u64>,
     loads: Cell<u64>,
@@ -89,6 +93,9 @@ impl Connection {
             prefetched: RefCell::new(OidMap::default()),
             ahead: RefCell::new(VecDeque::new()),
             invalid: RefCell::new(HashSet::new()),
+            state: Cell::new(TxState::Active),
+            attached_new: RefCell::new(Vec::new()),
+            root_reserved: Cell::new(false),
             serial: Cell::new(1),
             loads: Cell::new(0),
             merges: Cell::new(0),
@@ -104,18 +111,28 @@ impl Connection {
             Err(Error::NotFound(_)) => {}
             other => return other,
         }
-        let oid = self.inner.storage.borrow_mut().new_oid()?;
+        let inner = &self.inner;
+        inner.check_usable()?;
+        // Oid 0 stays ours after a failed first commit: no one else gets it.
+        let oid = if inner.root_reserved.get() {
+            Oid::ROOT
+        } else {
+            inner.storage.borrow_mut().new_oid()?
+        };
         if oid != Oid::ROOT {
             // Another client made the root first.
             self.abort()?;
             return self.get::<R>(Oid::ROOT);
         }
+        inner.root_reserved.set(true);
         let root = PRef::new(R::default());
         let obj: Rc<dyn ErasedObj> = root.0.clone();
-        self.inner.attach(&obj, Oid::ROOT);
-        obj.hdr().serial.set(self.inner.serial());
-        self.inner.changed.borrow_mut().insert(Oid::ROOT, obj);
+        inner.attach(&obj, Oid::ROOT);
+        obj.hdr().serial.set(inner.serial());
+        inner.attached_new.borrow_mut().push(obj.clone());
+        inner.changed.borrow_mut().insert(Oid::ROOT, obj);
         self.commit()?;
+        inner.root_reserved.set(false);
         Ok(root)
     }
 
@@ -138,23 +155,49 @@ impl Connection {
         Ok(obj)
     }
 
-    /// Stores every changed object, and every new object they reach.
+    /// Stores every changed object, and every new object they reach, as
+    /// one transaction: all of it and `Ok`, or none of it and `Err`.
     ///
-    /// On a conflict nothing is stored: the error names the oids, and the
-    /// transaction must be aborted (see [`Connection::transaction`]).
+    /// - `Err(Borrowed)` before anything happens when a guard on a changed
+    ///   object is alive that the commit cannot work around (a `write`
+    ///   guard, or any guard on an object whose type merges): drop it and
+    ///   commit again.
+    /// - On a conflict nothing is stored: the error names the oids.
+    /// - After a conflict or any failure once the commit has begun, the
+    ///   transaction needs an [`abort`](Connection::abort): until then every
+    ///   operation but `abort` fails with `NeedsAbort`, and nothing is stored.
+    /// - `Err(OutcomeUnknown)` when the storage failed at a point where the
+    ///   commit may have been stored (an fsync failed, a server went away
+    ///   before it answered).
+    ///
+    /// See [`Connection::transaction`] for a bounded retry.
     pub fn commit(&self) -> Result<()> {
         self.inner.commit()
     }
 
     /// Drops this transaction's changes (changed objects become ghosts),
     /// processes invalidations and shrinks the cache.
+    ///
+    /// Guards still alive do not stop it: their objects become ghosts all
+    /// the same, and are loaded afresh on their next access once the guards
+    /// are dropped. It fails only when the storage cannot be asked for
+    /// invalidations; the changes are dropped all the same.
     pub fn abort(&self) -> Result<()> {
         self.inner.abort()
     }
 
-    /// Processes invalidations from other clients without ending the transaction.
+    /// Processes invalidations from other clients without ending the
+    /// transaction. As at commit, an object changed by another client that
+    /// this transaction read or wrote is a conflict (the transaction then
+    /// needs an abort); the others become ghosts.
     pub fn sync(&self) -> Result<()> {
         self.inner.sync()
+    }
+
+    /// True when the transaction needs an [`abort`](Connection::abort)
+    /// (after a conflict or a failed commit) before anything else.
+    pub fn needs_abort(&self) -> bool {
+        self.inner.state.get() != TxState::Active
     }
 
     /// Removes unreachable objects from the storage (after an abort).
@@ -198,10 +241,41 @@ impl Connection {
         self.inner.serial()
     }
 
+    /// True when the storage can no longer be used (a server connection
+    /// that broke): the connection must be replaced.
+    pub fn is_closed(&self) -> bool {
+        self.inner.storage.try_borrow().is_ok_and(|s| s.is_closed())
+    }
+
     /// Runs `f` on the storage (for tools: pack progress, statistics).
     pub fn with_storage<R>(&self, f: impl FnOnce(&mut dyn Storage) -> R) -> R {
         f(self.inner.storage.borrow_mut().as_mut())
     }
+}
+
+/// Where the transaction of a connection stands.
+///
+/// ```text
+///   Active --commit()--> Writing --end()--> Merging --> Writing --Ok--> Active
+///     |                     |                  |
+///     | conflict, failure   +------ Err -------+-----> NeedsAbort --abort()--> Active
+///     +-----------------------------------------------> NeedsAbort
+/// ```
+///
+/// Only `Active` allows reads, writes, loads, `sync` and `commit`. A panic
+/// that leaves a commit half-way leaves `Writing` or `Merging`, which are
+/// treated as `NeedsAbort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxState {
+    /// The transaction is open.
+    Active,
+    /// A commit is encoding and storing objects.
+    Writing,
+    /// A commit is running merge functions (user code that must not load,
+    /// create or change persistent objects).
+    Merging,
+    /// A conflict or a failure: only `abort` is allowed.
+    NeedsAbort,
 }
 
 impl Drop for ConnInner {
@@ -211,7 +285,7 @@ impl Drop for ConnInner {
         let loaded = self.cache.get_mut().take_loaded();
         let changed: Vec<_> = self.changed.get_mut().drain().map(|(_, o)| o).collect();
         for obj in loaded.iter().chain(&changed) {
-            let _ = obj.ghostify();
+            obj.ghostify();
         }
         let _ = self.storage.get_mut().close();
     }
@@ -226,6 +300,14 @@ impl ConnInner {
         self.this.upgrade().ok_or(Error::WrongConnection(None))
     }
 
+    /// `Ok` when the transaction allows reads, writes and loads.
+    pub(crate) fn check_usable(&self) -> Result<()> {
+        match self.state.get() {
+            TxState::Active => Ok(()),
+            _ => Err(Error::NeedsAbort),
+        }
+    }
+
     /// Gives a new object its oid in this connection.
     fn attach(&self, obj: &Rc<dyn ErasedObj>, oid: Oid) {
         let hdr = obj.hdr();
@@ -234,7 +316,7 @@ impl ConnInner {
         self.cache.borrow_mut().insert(oid, obj);
     }
 
-    /// Undoes `attach` after a failed commit.
+    /// Undoes `attach` for an object whose commit failed.
     fn detach(&self, obj: &Rc<dyn ErasedObj>) {
         let hdr = obj.hdr();
         if let Some(oid) = hdr.oid.take() {
@@ -264,132 +346,6 @@ impl ConnInner {
         Ok(ghost)
     }
 
-    /// Loads the state of a ghost.
-    pub(crate) fn load_state(&self, obj: Rc<dyn ErasedObj>) -> Result<()> {
-        let oid = obj.hdr().oid.get().ok_or(Error::WrongConnection(None))?;
-        let record = match self.fetch(oid) {
-            // A ghost whose record is gone was removed by a pack.
-            Err(Error::NotFound(_)) => return Err(Error::read_conflict(oid)),
-            other => other?,
-        };
-        self.install(&obj, oid, &record)
-    }
-
-    /// The stored record of `oid`. When the storage says our copy is
-    /// obsolete, invalidations are processed first (a read conflict if the
-    /// object was used in this transaction).
-    fn fetch(&self, oid: Oid) -> Result<Vec<u8>> {
-        if self.invalid.borrow().contains(&oid) {
-            return Err(Error::NeedsAbort);
-        }
-        if let Some(record) = self.take_prefetched(oid) {
-            return Ok(record);
-        }
-        // Others may commit the object again between our sync and load:
-        // each round either loads it, or syncs (a read conflict if anything
-        // used in this transaction changed), a bounded number of times.
-        for _ in 0..LOAD_ATTEMPTS {
-            let loaded = self.storage.borrow_mut().load(oid);
-            match loaded {
-                Err(Error::Conflict(_)) => {
-                    let invalid = self.storage.borrow_mut().sync()?;
-                    self.handle_invalidations(&invalid, Some(oid))?;
-                }
-                other => return other,
-            }
-        }
-        Err(Error::read_conflict(oid))
-    }
-
-    /// A prefetched record of `oid`. When `oid` waits in `ahead`, it is
-    /// fetched now with the references that follow it, in one bulk load.
-    fn take_prefetched(&self, oid: Oid) -> Option<Vec<u8>> {
-        if let Some(record) = self.prefetched.borrow_mut().remove(&oid) {
-            return Some(record);
-        }
-        let hint = self.storage.borrow().prefetch_hint();
-        let batch: Vec<Oid> = {
-            let mut ahead = self.ahead.borrow_mut();
-            let at = ahead.iter().position(|o| *o == oid)?;
-            ahead.drain(..at);
-            let n = hint.max(1).min(ahead.len());
-            let next: Vec<Oid> = ahead.drain(..n).collect();
-            drop(ahead);
-            self.wanted(next.into_iter(), hint)
-        };
-        self.bulk_fetch(batch);
-        self.prefetched.borrow_mut().remove(&oid)
-    }
-
-    /// Up to `limit` of `oids` that are neither loaded nor fetched yet.
-    fn wanted(&self, oids: impl Iterator<Item = Oid>, limit: usize) -> Vec<Oid> {
-        let cache = self.cache.borrow();
-        let prefetched = self.prefetched.borrow();
-        let invalid = self.invalid.borrow();
-        oids.filter(|oid| {
-            !prefetched.contains_key(oid)
-                && !invalid.contains(oid)
-                && cache
-                    .get(*oid)
-                    .is_none_or(|o| o.hdr().status.get() == Status::Ghost)
-        })
-        .take(limit)
-        .collect()
-    }
-
-    /// Bulk-loads `oids` into `prefetched`. Best effort: on failure they
-    /// are simply loaded one by one later.
-    fn bulk_fetch(&self, oids: Vec<Oid>) {
-        if oids.is_empty() {
-            return;
-        }
-        let Ok(records) = self.storage.borrow_mut().bulk_load(&oids) else {
-            return;
-        };
-        let mut prefetched = self.prefetched.borrow_mut();
-        if prefetched.len() > MAX_PREFETCHED {
-            prefetched.clear();
-        }
-        prefetched.extend(oids.into_iter().zip(records));
-    }
-
-    /// Prefetches what a just-loaded record refers to: the first references
-    /// now, the rest when one of them is first missed.
-    fn prefetch_refs(&self, view: &record::RecordView<'_>) {
-        let hint = self.storage.borrow().prefetch_hint();
-        if hint == 0 {
-            return;
-        }
-        let mut refs = self.wanted(view.ref_oids(), usize::MAX);
-        let rest = refs.split_off(refs.len().min(hint));
-        self.bulk_fetch(refs);
-        if !rest.is_empty() {
-            let mut ahead = self.ahead.borrow_mut();
-            ahead.extend(rest);
-            let excess = ahead.len().saturating_sub(MAX_PREFETCHED);
-            ahead.drain(..excess);
-        }
-    }
-
-    /// Sets an object's state from its record and keeps it in the cache.
-    fn install(&self, obj: &Rc<dyn ErasedObj>, oid: Oid, record: &[u8]) -> Result<()> {
-        let view = record::unpack(record)?;
-        self.prefetch_refs(&view);
-        if view.oid != oid {
-            return Err(Error::Encoding(crate::error::EncodingError::Decode {
-                oid,
-                message: format!("storage returned the record of oid {}", view.oid),
-            }));
-        }
-        {
-            let _scope = DecodeScope::enter(self.rc()?);
-            obj.decode_into(view.data)?;
-        }
-        self.loads.set(self.loads.get() + 1);
-        self.cache.borrow_mut().keep(oid, obj.clone());
-        Ok(())
-    }
-
     /// Records a first write in this transaction.
     pub(crate) fn note_change(&self, obj: Rc<dyn ErasedObj>, snapshot: Option<Box<dyn Any>>) {
         let Some(oid) = obj.hdr().oid.get() else {
@@ -401,17 +357,30 @@ impl ConnInner {
         self.changed.borrow_mut().insert(oid, obj);
     }
 
-    fn ghostify(&self, oid: Oid, obj: &Rc<dyn ErasedObj>) -> Result<()> {
+    /// Makes `oid`'s object a ghost (see [`ErasedObj::ghostify`]).
+    fn ghostify(&self, oid: Oid, obj: &Rc<dyn ErasedObj>) {
         self.state0.borrow_mut().remove(&oid);
         let released = self.cache.borrow_mut().release(oid);
-        let out = obj.ghostify();
+        obj.ghostify();
         drop(released);
-        out
+    }
+
+    /// Makes the loaded objects of `oids` ghosts, whether or not they were used.
+    fn ghostify_all(&self, oids: impl IntoIterator<Item = Oid>) {
+        for oid in oids {
+            let obj = self.cache.borrow().get(oid);
+            if let Some(obj) = obj {
+                if obj.hdr().status.get() != Status::Ghost || obj.is_borrowed() {
+                    self.ghostify(oid, &obj);
+                }
+            }
+        }
     }
 
     /// Durus's `_handle_invalidations`: objects accessed in this transaction
-    /// conflict; the others become ghosts. Returns the conflicting oids.
-    fn conflicting(&self, oids: &[Oid]) -> Result<Vec<Oid>> {
+    /// conflict and are kept in `invalid` until the abort; the others become
+    /// ghosts. Returns the conflicting oids.
+    fn sort_invalidations(&self, oids: &[Oid]) -> Vec<Oid> {
         self.forget_prefetched(oids);
         let serial = self.serial();
         let mut conflicts = Vec::new();
@@ -421,242 +390,38 @@ impl ConnInner {
             };
             if obj.hdr().serial.get() == serial {
                 conflicts.push(*oid);
-            } else if obj.hdr().status.get() != Status::Ghost {
-                self.ghostify(*oid, &obj)?;
+            } else if obj.hdr().status.get() != Status::Ghost || obj.is_borrowed() {
+                self.ghostify(*oid, &obj);
             }
         }
-        Ok(conflicts)
+        self.invalid.borrow_mut().extend(conflicts.iter().copied());
+        conflicts
     }
 
+    /// Handles invalidations met outside a commit: a conflict (`read_oid`
+    /// names the object being loaded) makes the transaction need an abort.
     fn handle_invalidations(&self, oids: &[Oid], read_oid: Option<Oid>) -> Result<()> {
-        let conflicts = self.conflicting(oids)?;
+        let conflicts = self.sort_invalidations(oids);
         if conflicts.is_empty() {
             return Ok(());
         }
-        self.invalid.borrow_mut().extend(conflicts.iter().copied());
+        self.state.set(TxState::NeedsAbort);
         match read_oid {
             Some(oid) => Err(Error::read_conflict(oid)),
             None => Err(Error::write_conflict(conflicts)),
         }
     }
 
-    fn forget_prefetched(&self, oids: &[Oid]) {
-        let mut prefetched = self.prefetched.borrow_mut();
-        if !prefetched.is_empty() {
-            for oid in oids {
-                prefetched.remove(oid);
-            }
-        }
-    }
-
-    fn sync(&self) -> Result<()> {
-        let invalid = self.storage.borrow_mut().sync()?;
-        self.forget_prefetched(&invalid);
-        let mut all: Vec<Oid> = self.invalid.borrow_mut().drain().collect();
-        all.extend(invalid);
-        for oid in all {
-            let obj = self.cache.borrow().get(oid);
-            if let Some(obj) = obj {
-                if obj.hdr().status.get() != Status::Ghost {
-                    self.ghostify(oid, &obj)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn shrink(&self) -> Result<()> {
+    fn shrink(&self) {
         let victims = self.cache.borrow_mut().pick_evictions(self.serial());
         for obj in victims {
-            obj.ghostify()?;
+            obj.ghostify();
         }
-        Ok(())
     }
 
-    fn end_transaction(&self) -> Result<()> {
-        let out = self.shrink();
+    /// Ends the transaction: a new serial, and the cache trimmed.
+    fn end_transaction(&self) {
+        self.shrink();
         self.serial.set(self.serial() + 1);
-        out
-    }
-
-    fn abort(&self) -> Result<()> {
-        let changed: Vec<_> = self.changed.borrow_mut().drain().collect();
-        let mut first_err = None;
-        for (oid, obj) in changed {
-            if let Err(e) = self.ghostify(oid, &obj) {
-                first_err.get_or_insert(e);
-            }
-        }
-        self.state0.borrow_mut().clear();
-        if let Err(e) = self.sync() {
-            first_err.get_or_insert(e);
-        }
-        if let Err(e) = self.end_transaction() {
-            first_err.get_or_insert(e);
-        }
-        first_err.map_or(Ok(()), Err)
-    }
-
-    fn commit(&self) -> Result<()> {
-        if !self.invalid.borrow().is_empty() {
-            return Err(Error::NeedsAbort);
-        }
-        if self.changed.borrow().is_empty() {
-            self.sync()?;
-            return self.end_transaction();
-        }
-        let mut queue: Vec<Rc<dyn ErasedObj>> = self.changed.borrow().values().cloned().collect();
-        let mut stored: Vec<Rc<dyn ErasedObj>> = Vec::with_capacity(queue.len());
-        let mut new_objects: Vec<Rc<dyn ErasedObj>> = Vec::new();
-        self.storage.borrow_mut().begin();
-        let written = self.write_objects(&mut queue, &mut stored, &mut new_objects);
-        let mut handler = Resolver {
-            conn: self,
-            merged: Vec::new(),
-        };
-        let result = written.and_then(|()| {
-            let durability = self.storage.borrow_mut().end(&mut handler)?;
-            durability.wait()
-        });
-        if let Err(e) = result {
-            for obj in &new_objects {
-                self.detach(obj);
-            }
-            return Err(e);
-        }
-        self.merges
-            .set(self.merges.get() + handler.merged.len() as u64);
-        for (obj, state) in handler.merged {
-            obj.replace_state(state)?;
-        }
-        for obj in stored {
-            obj.hdr().status.set(Status::Saved);
-            if let Some(oid) = obj.hdr().oid.get() {
-                self.cache.borrow_mut().keep(oid, obj);
-            }
-        }
-        self.changed.borrow_mut().clear();
-        self.state0.borrow_mut().clear();
-        self.end_transaction()
-    }
-
-    /// Encodes and stores the queued objects and the new objects they reach.
-    fn write_objects(
-        &self,
-        queue: &mut Vec<Rc<dyn ErasedObj>>,
-        stored: &mut Vec<Rc<dyn ErasedObj>>,
-        new_objects: &mut Vec<Rc<dyn ErasedObj>>,
-    ) -> Result<()> {
-        let mut seen: HashSet<Oid> = HashSet::with_capacity(queue.len());
-        let scope = EncodeScope::enter(self.rc()?);
-        while let Some(obj) = queue.pop() {
-            let oid = obj.hdr().oid.get().ok_or(Error::WrongConnection(None))?;
-            if !seen.insert(oid) {
-                continue;
-            }
-            let data = obj.encode();
-            let (refs, found) = scope.take();
-            for new in found {
-                new.hdr().serial.set(self.serial());
-                new_objects.push(new.clone());
-                queue.push(new);
-            }
-            let rec = record::pack(oid, &data?, &refs)?;
-            self.storage.borrow_mut().store(oid, rec)?;
-            stored.push(obj);
-        }
-        Ok(())
-    }
-
-    /// An oid for a reference met while encoding: a new object gets one now.
-    fn oid_for_ref(&self, obj: &Rc<dyn ErasedObj>) -> Result<(Oid, bool)> {
-        let hdr = obj.hdr();
-        if let Some(oid) = hdr.oid.get() {
-            let same = hdr.conn.borrow().as_ptr() == self.this.as_ptr();
-            return if same {
-                Ok((oid, false))
-            } else {
-                Err(Error::WrongConnection(Some(oid)))
-            };
-        }
-        let oid = self.storage.borrow_mut().new_oid()?;
-        self.attach(obj, oid);
-        Ok((oid, true))
-    }
-}
-
-/// The connection's part in a commit: conflict checks and merges.
-struct Resolver<'a> {
-    conn: &'a ConnInner,
-    /// Merged states, installed once the commit succeeds.
-    merged: Vec<(Rc<dyn ErasedObj>, Box<dyn Any>)>,
-}
-
-impl CommitHandler for Resolver<'_> {
-    fn invalidated(&mut self, oids: &[Oid]) -> Result<Vec<Oid>> {
-        let conn = self.conn;
-        let conflicts = conn.conflicting(oids)?;
-        if conflicts.is_empty() {
-            return Ok(conflicts);
-        }
-        let resolvable = {
-            let changed = conn.changed.borrow();
-            let state0 = conn.state0.borrow();
-            conflicts
-                .iter()
-                .all(|oid| changed.contains_key(oid) && state0.contains_key(oid))
-        };
-        if resolvable {
-            return Ok(conflicts);
-        }
-        conn.invalid.borrow_mut().extend(conflicts.iter().copied());
-        Err(Error::write_conflict(conflicts))
-    }
-
-    fn resolve(&mut self, current: Vec<(Oid, Vec<u8>)>) -> Result<Vec<(Oid, Vec<u8>)>> {
-        let conn = self.conn;
-        let all: Vec<Oid> = current.iter().map(|(oid, _)| *oid).collect();
-        let merged = self.merge_all(current);
-        if merged.is_err() {
-            conn.invalid.borrow_mut().extend(all);
-        }
-        merged
-    }
-}
-
-impl Resolver<'_> {
-    fn merge_all(&mut self, current: Vec<(Oid, Vec<u8>)>) -> Result<Vec<(Oid, Vec<u8>)>> {
-        let conn = self.conn;
-        let rc = conn.rc()?;
-        let mut out = Vec::with_capacity(current.len());
-        let mut merged = Vec::with_capacity(current.len());
-        for (oid, rec) in current {
-            let view = record::unpack(&rec)?;
-            let obj = conn
-                .changed
-                .borrow()
-                .get(&oid)
-                .cloned()
-                .ok_or_else(|| Error::write_conflict(vec![oid]))?;
-            let data = {
-                let state0 = conn.state0.borrow();
-                let initial = state0
-                    .get(&oid)
-                    .ok_or_else(|| Error::write_conflict(vec![oid]))?;
-                let _decode = DecodeScope::enter(rc.clone());
-                let encode = EncodeScope::enter(rc.clone());
-                let (data, state) = obj.resolve(view.data, initial.as_ref())?;
-                let (refs, found) = encode.take();
-                if !found.is_empty() {
-                    // A merge cannot bring in objects the transaction did not store.
-                    return Err(Error::write_conflict(vec![oid]));
-                }
-                merged.push((obj, state));
-                record::pack(oid, &data, &refs)?
-            };
-            out.push((oid, data));
-        }
-        self.merged = merged;
-        Ok(out)
     }
 }

@@ -88,15 +88,26 @@ pub(crate) trait ErasedObj: Any {
     fn encode(&self) -> Result<Vec<u8>>;
     /// Replaces the state with the one in `data`; the object becomes Saved.
     fn decode_into(&self, data: &[u8]) -> Result<()>;
-    /// Drops the state. Fails when the state is borrowed.
-    fn ghostify(&self) -> Result<()>;
+    /// Makes the object a ghost. It cannot fail: when the state is borrowed
+    /// (a guard from an earlier transaction is alive), the object is a
+    /// ghost all the same and keeps the old state only until its next load,
+    /// which fails with `Borrowed` while the guard lives.
+    fn ghostify(&self);
+    /// A guard of any kind is alive.
     fn is_borrowed(&self) -> bool;
+    /// A `write` guard is alive.
+    fn is_borrowed_mut(&self) -> bool;
+    /// A copy of the state for merging (see [`Persistent::snapshot`]).
+    fn snapshot(&self) -> Option<Box<dyn Any>>;
     /// Merges `stored` data with this object's state, given its snapshot.
     /// Returns the merged data and the merged state, which `replace_state`
     /// installs once the commit succeeds; the object is not changed here.
+    /// A panic in the type's merge function is a conflict.
     fn resolve(&self, stored: &[u8], initial: &dyn Any) -> Result<(Vec<u8>, Box<dyn Any>)>;
-    /// Installs a state returned by `resolve`.
-    fn replace_state(&self, state: Box<dyn Any>) -> Result<()>;
+    /// Installs a state returned by `resolve` (the object becomes Saved);
+    /// if the state is borrowed, the object becomes a ghost instead, and
+    /// its next load reads the merged record.
+    fn replace_state(&self, state: Box<dyn Any>);
 }
 
 impl<T: Persistent> ErasedObj for Slot<T> {
@@ -127,21 +138,29 @@ impl<T: Persistent> ErasedObj for Slot<T> {
         Ok(())
     }
 
-    fn ghostify(&self) -> Result<()> {
-        let mut state = self
-            .state
-            .try_borrow_mut()
-            .map_err(|_| Error::Borrowed(self.hdr.oid.get()))?;
-        let old = state.take();
+    fn ghostify(&self) {
         self.hdr.status.set(Status::Ghost);
+        let Ok(mut state) = self.state.try_borrow_mut() else {
+            return;
+        };
+        let old = state.take();
         drop(state);
         // Dropping the state may drop other objects; do it with no borrow held.
         drop(old);
-        Ok(())
     }
 
     fn is_borrowed(&self) -> bool {
         self.state.try_borrow_mut().is_err()
+    }
+
+    fn is_borrowed_mut(&self) -> bool {
+        self.state.try_borrow().is_err()
+    }
+
+    fn snapshot(&self) -> Option<Box<dyn Any>> {
+        let state = self.state.try_borrow().ok()?;
+        let copy = state.as_ref()?.snapshot()?;
+        Some(Box::new(copy))
     }
 
     fn resolve(&self, stored: &[u8], initial: &dyn Any) -> Result<(Vec<u8>, Box<dyn Any>)> {
@@ -151,22 +170,29 @@ impl<T: Persistent> ErasedObj for Slot<T> {
         let stored: T = crate::encoding::decode(oid.unwrap_or_default(), T::CLASS_NAME, stored)?;
         let state = self.state.try_borrow().map_err(|_| Error::Borrowed(oid))?;
         let ours = state.as_ref().ok_or_else(conflict)?;
-        let merged = T::resolve(ours, &stored, initial).map_err(|_| conflict())?;
-        let data = crate::encoding::encode(oid, T::CLASS_NAME, &merged)?;
+        // The merge function is the user's code: a panic in it is a conflict
+        // (the transaction then needs an abort), not a broken connection.
+        let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            T::resolve(ours, &stored, initial)
+        }))
+        .map_err(|_| conflict())?
+        .map_err(|_| conflict())?;
+        // Encoding fails when the merged state holds a new object: the merge
+        // cannot store it.
+        let data = crate::encoding::encode(oid, T::CLASS_NAME, &merged).map_err(|_| conflict())?;
         Ok((data, Box::new(merged)))
     }
 
-    fn replace_state(&self, merged: Box<dyn Any>) -> Result<()> {
-        let oid = self.hdr.oid.get();
-        let merged = merged
-            .downcast::<T>()
-            .map_err(|_| Error::write_conflict(oid.into_iter().collect()))?;
-        let mut state = self
-            .state
-            .try_borrow_mut()
-            .map_err(|_| Error::Borrowed(oid))?;
-        *state = Some(*merged);
-        Ok(())
+    fn replace_state(&self, merged: Box<dyn Any>) {
+        let (Ok(merged), Ok(mut state)) = (merged.downcast::<T>(), self.state.try_borrow_mut())
+        else {
+            self.ghostify();
+            return;
+        };
+        let old = state.replace(*merged);
+        self.hdr.status.set(Status::Saved);
+        drop(state);
+        drop(old);
     }
 }
 
@@ -182,6 +208,7 @@ impl<T: Persistent> PRef<T> {
     /// A new object, not yet stored. It gets an oid and is stored by the
     /// first commit of a connection that can reach it from a changed object.
     pub fn new(value: T) -> PRef<T> {
+        crate::connection::count_new_object();
         PRef(Rc::new(Slot {
             hdr: Header {
                 oid: Cell::new(None),
@@ -231,6 +258,7 @@ impl<T: Persistent> PRef<T> {
                 _ => Ok(()),
             };
         };
+        conn.check_usable()?;
         if hdr.status.get() == Status::Ghost {
             conn.load_state(self.0.clone())?;
         }

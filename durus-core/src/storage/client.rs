@@ -91,11 +91,18 @@ impl ClientStorage {
         self.check_open()?;
         let r = (&self.stream).write_all(&self.out);
         self.out.clear();
-        r.map_err(|e| Error::io(format!("send to server {}", self.address), e))
+        r.map_err(|e| {
+            // Part of a frame may have gone: the session is out of step.
+            self.closed = true;
+            Error::io(format!("send to server {}", self.address), e)
+        })
     }
 
     fn read<T>(&mut self, decode: impl Fn(&[u8]) -> crate::protocol::Decoded<T>) -> Result<T> {
-        self.reader.read_frame(decode, None).map_err(|e| match e {
+        let out = self.reader.read_frame(decode, None);
+        // Whatever went wrong, the session is out of step: it is over.
+        self.closed |= out.is_err();
+        out.map_err(|e| match e {
             ReadError::Io(e) => Error::io(format!("read from server {}", self.address), e),
             ReadError::Malformed(why) => Error::Protocol(ProtocolError::Malformed(why)),
             other => Error::io(
@@ -198,7 +205,12 @@ impl Storage for ClientStorage {
         if oids.is_empty() {
             return Ok(Durability::done());
         }
-        match self.read_status()? {
+        // The server has the whole transaction: without its answer, no one
+        // here can tell whether it stored it.
+        let status = self.read_status().map_err(|e| {
+            Error::OutcomeUnknown(format!("the server did not answer the commit: {e}"))
+        })?;
+        match status {
             STATUS_OKAY => Ok(Durability::done()),
             STATUS_INVALID => Err(Error::write_conflict(oids)),
             other => Err(Error::Protocol(ProtocolError::Malformed(format!(
@@ -220,6 +232,10 @@ impl Storage for ClientStorage {
                 "pack answered with status byte {other:#04x}"
             )))),
         }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed
     }
 
     fn close(&mut self) -> Result<()> {

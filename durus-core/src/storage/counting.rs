@@ -157,6 +157,10 @@ impl<S: Storage> Storage for Counting<S> {
     fn close(&mut self) -> Result<()> {
         self.inner.close()
     }
+
+    fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
 }
 
 /// A boxed storage is a storage, so adapters can wrap one.
@@ -193,5 +197,9 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     }
     fn close(&mut self) -> Result<()> {
         (**self).close()
+    }
+
+    fn is_closed(&self) -> bool {
+        (**self).is_closed()
     }
 }

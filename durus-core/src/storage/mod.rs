@@ -78,6 +78,12 @@ pub trait Storage: Send {
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// True when the storage can no longer be used: closed, or (for a
+    /// server) its connection broke. A `Database` then makes a new one.
+    fn is_closed(&self) -> bool {
+        false
+    }
 }
 
 /// The connection's side of a commit on a shared storage.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub mod conformance;
+pub mod faults;
 
 /// The Python interpreter of a virtual environment with `durus==4.3`.
 ///

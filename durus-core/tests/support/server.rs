@@ -23,12 +23,16 @@ impl InProcess {
 
     /// As `start`, after `tweak` adjusts the configuration.
     pub fn with_config(tweak: impl FnOnce(&mut ServerConfig)) -> InProcess {
+        InProcess::with_hub(Hub::new(MemoryStorage::new()), tweak)
+    }
+
+    /// A server for `hub`, after `tweak` adjusts the configuration.
+    pub fn with_hub(hub: Hub, tweak: impl FnOnce(&mut ServerConfig)) -> InProcess {
         let mut config = ServerConfig {
             address: Address::tcp("127.0.0.1", 0),
             ..ServerConfig::default()
         };
         tweak(&mut config);
-        let hub = Hub::new(MemoryStorage::new());
         let server = Server::bind(hub.clone(), config).expect("bind");
         let address = server.local_address().expect("address");
         let handle = server.handle();

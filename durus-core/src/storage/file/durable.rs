@@ -80,9 +80,9 @@ impl GroupSync {
                 return Ok(());
             }
             if let Some(why) = &c.failed {
-                return Err(Error::Storage(StorageError::ReadOnly(format!(
-                    "the commit may not be durable: fsync failed ({why})"
-                ))));
+                return Err(Error::OutcomeUnknown(format!(
+                    "it was written, but an fsync failed ({why})"
+                )));
             }
             if !c.syncing {
                 break;
@@ -104,7 +104,9 @@ impl GroupSync {
                 let why = format!("fsync: {e}");
                 self.poison.set(why.clone());
                 c.failed = Some(why);
-                Err(Error::io("fsync after commit", e))
+                Err(Error::OutcomeUnknown(format!(
+                    "it was written, but the fsync after it failed: {e}"
+                )))
             }
         };
         drop(c);

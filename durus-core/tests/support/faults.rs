@@ -1,0 +1,115 @@
+//! A storage that fails on command, to walk a commit's failure paths.
+
+use durus_core::storage::{CommitHandler, Durability};
+use durus_core::{Error, Oid, Result, Storage};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// Which operations fail next. Each switch fails one call, then resets.
+#[derive(Default, Debug)]
+pub struct Faults {
+    /// `end` fails before storing anything.
+    pub end: AtomicBool,
+    /// `end` stores, then its durability wait fails (an fsync that failed):
+    /// the commit is stored and visible, the caller told the outcome is unknown.
+    pub durability: AtomicBool,
+    /// `sync` fails (before taking any invalidation).
+    pub sync: AtomicBool,
+    /// How many faults fired.
+    pub fired: AtomicU32,
+}
+
+impl Faults {
+    pub fn arm(flag: &AtomicBool) {
+        flag.store(true, Ordering::SeqCst);
+    }
+
+    fn take(&self, flag: &AtomicBool) -> bool {
+        let hit = flag.swap(false, Ordering::SeqCst);
+        if hit {
+            self.fired.fetch_add(1, Ordering::SeqCst);
+        }
+        hit
+    }
+}
+
+/// Wraps a storage; fails the operations `faults` names.
+pub struct Faulty<S> {
+    inner: S,
+    faults: Arc<Faults>,
+}
+
+impl<S: Storage> Faulty<S> {
+    pub fn new(inner: S) -> (Faulty<S>, Arc<Faults>) {
+        let faults = Arc::new(Faults::default());
+        (
+            Faulty {
+                inner,
+                faults: faults.clone(),
+            },
+            faults,
+        )
+    }
+}
+
+fn injected(what: &str) -> Error {
+    Error::Storage(durus_core::error::StorageError::Other(format!(
+        "injected failure: {what}"
+    )))
+}
+
+impl<S: Storage> Storage for Faulty<S> {
+    fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
+        self.inner.load(oid)
+    }
+
+    fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
+        self.inner.bulk_load(oids)
+    }
+
+    fn new_oid(&mut self) -> Result<Oid> {
+        self.inner.new_oid()
+    }
+
+    fn begin(&mut self) {
+        self.inner.begin()
+    }
+
+    fn store(&mut self, oid: Oid, record: Vec<u8>) -> Result<()> {
+        self.inner.store(oid, record)
+    }
+
+    fn end(&mut self, handler: &mut dyn CommitHandler) -> Result<Durability> {
+        if self.faults.take(&self.faults.end) {
+            self.inner.begin();
+            return Err(injected("end"));
+        }
+        let durability = self.inner.end(handler)?;
+        if self.faults.take(&self.faults.durability) {
+            durability.wait()?;
+            return Ok(Durability::pending(|| {
+                Err(Error::OutcomeUnknown("injected fsync failure".into()))
+            }));
+        }
+        Ok(durability)
+    }
+
+    fn sync(&mut self) -> Result<Vec<Oid>> {
+        if self.faults.take(&self.faults.sync) {
+            return Err(injected("sync"));
+        }
+        self.inner.sync()
+    }
+
+    fn pack(&mut self) -> Result<()> {
+        self.inner.pack()
+    }
+
+    fn pack_step(&mut self) -> Result<bool> {
+        self.inner.pack_step()
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.inner.close()
+    }
+}
