@@ -27,6 +27,6 @@ if [ ! -f "$peer/bench_durus.py" ]; then
   echo "compare.sh: no bench_durus.py in $peer (set PEER_BENCH)" >&2
   exit 2
 fi
-cargo build --release -p durus-core --bin durus
+cargo build --release -p durus-cli
 exec timeout 7200 "$py" bench/compare.py --peer-dir "$peer" --python "$py" \
   --durus "$root/target/release/durus" "$@"

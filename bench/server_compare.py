@@ -4,7 +4,8 @@ Python Durus's `durus -s`; the same client code runs against both.
 
 usage: python server_compare.py SERVER_KIND PORT [N]
   SERVER_KIND is a label; the server must already listen on 127.0.0.1:PORT
-  and hold an empty database. Workloads follow WORKLOADS.md W2/W3/W4 with
+  and hold an empty database. Workloads follow W2/W3/W4 of the benchmark
+  definitions (WORKLOADS.md in the peer harness folder, BENCH_DIR) with
   smaller sizes: N items (default 20000), K = N/2 point loads, D = 3 s.
 """
 import json, os, random, subprocess, sys, time

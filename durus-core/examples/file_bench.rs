@@ -4,9 +4,10 @@
 //! Open and pack run in fresh processes (this program re-runs itself) so
 //! that each measures only itself, peak memory included.
 
+use durus_core::internals::record;
 use durus_core::storage::file::{FileOptions, FsyncPolicy};
 use durus_core::storage::NoConflicts;
-use durus_core::{record, Connection, FileStorage, Hub, Oid, PRef, Persistent, Storage};
+use durus_core::{Connection, FileStorage, Hub, Oid, PRef, Persistent, Storage};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -7,29 +7,10 @@
 
 use crate::oid::Oid;
 use crate::persistent::{ErasedObj, Status};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::{Rc, Weak};
 
-/// A hasher for oids: one multiply, since oids are dense integers.
-#[derive(Default, Clone, Copy)]
-pub struct OidHasher(u64);
-
-impl Hasher for OidHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (n ^ (n >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-pub type OidMap<V> = HashMap<Oid, V, BuildHasherDefault<OidHasher>>;
+// Kept for `connection/`, which imports the map from here.
+pub(crate) use crate::oid::OidMap;
 
 pub(crate) struct Cache {
     objects: OidMap<Weak<dyn ErasedObj>>,

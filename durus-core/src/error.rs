@@ -1,42 +1,52 @@
 //! Errors: one enum per layer, gathered under [`Error`].
 
 use crate::oid::Oid;
-use std::fmt;
 use std::io;
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Every error this crate returns.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A record's framing is broken.
-    Record(RecordError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
     /// An object's state could not be encoded or decoded.
-    Encoding(EncodingError),
+    #[error(transparent)]
+    Encoding(#[from] EncodingError),
     /// Another transaction changed objects this one used: abort and retry.
-    Conflict(ConflictError),
+    #[error(transparent)]
+    Conflict(#[from] ConflictError),
     /// No object is stored under this oid.
+    #[error("no object with oid {0}")]
     NotFound(Oid),
     /// The object is borrowed (a `read` or `write` guard is alive), so it
     /// cannot be written, stored or turned into a ghost now.
+    #[error("{}", borrowed(.0))]
     Borrowed(Option<Oid>),
     /// The handle belongs to another connection, or to none when one is needed.
+    #[error("{}", wrong_connection(.0))]
     WrongConnection(Option<Oid>),
     /// The transaction needs an `abort` (after a conflict or a failed
     /// commit) before anything else.
+    #[error("the transaction needs an abort (after a conflict or a failed commit)")]
     NeedsAbort,
     /// A commit failed at a point where it may have been stored (an fsync
     /// failed, the server went away before answering). What the storage
     /// holds tells; the storage refuses further commits until reopened.
+    #[error("the commit may or may not have been stored: {0}")]
     OutcomeUnknown(String),
     /// The storage failed.
-    Storage(StorageError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     /// A peer broke the wire protocol.
-    Protocol(ProtocolError),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
     /// An I/O error outside any storage (sockets, files of tools).
-    Io(io::Error),
+    #[error("i/o error: {0}")]
+    Io(#[source] io::Error),
 }
 
 /// What kind of conflict happened.
@@ -49,7 +59,8 @@ pub enum ConflictKind {
 }
 
 /// A conflict, with the oids involved. Abort and retry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} on oids {}", conflict_kind(.kind), oid_list(.oids))]
 pub struct ConflictError {
     /// Write or read conflict.
     pub kind: ConflictKind,
@@ -58,41 +69,50 @@ pub struct ConflictError {
 }
 
 /// A record whose framing is broken.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordError {
     /// Fewer than the 12 bytes of oid and length.
+    #[error("record of {len} bytes is shorter than 12")]
     Short { len: usize },
     /// The declared data length runs past the record's end.
+    #[error("record {oid}: data length {data_len} runs past the record's {len} bytes")]
     DataPastEnd {
         oid: Oid,
         data_len: usize,
         len: usize,
     },
     /// The refs part is not a whole number of oids.
+    #[error("record {oid}: {len} bytes of refs is not a whole number of oids")]
     RefsNotOids { oid: Oid, len: usize },
     /// The data is longer than a u32 can declare.
+    #[error("record {oid}: {len} bytes of data is over the 4 GiB limit")]
     DataTooLong { oid: Oid, len: usize },
 }
 
 /// A state that could not be encoded or decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EncodingError {
     /// The record was written by Python Durus (a pickle); its class is shown.
+    #[error("object {oid} is a Python Durus record of class {class}, not a durus-rs record")]
     Foreign { oid: Oid, class: String },
     /// The record holds another class than the handle expects.
+    #[error("object {oid} is a {found}, not a {expected}")]
     WrongClass {
         oid: Oid,
         expected: String,
         found: String,
     },
     /// The data is not a valid encoded state for the type.
+    #[error("object {oid}: cannot decode state: {message}")]
     Decode { oid: Oid, message: String },
     /// The state could not be encoded.
+    #[error("{}: cannot encode state: {message}", object(.oid))]
     Encode { oid: Option<Oid>, message: String },
     /// The state does not fit the type: a field is missing, of another
     /// type, or unknown to a type that denies unknown fields.
+    #[error("{}", state_error(.oid, .class, .field, .message))]
     State {
         oid: Oid,
         class: String,
@@ -102,6 +122,12 @@ pub enum EncodingError {
     },
     /// Writing the object would drop fields of its record that its type
     /// does not know, so the write is refused.
+    #[error(
+        "{} ({class}): refusing to write it without the fields it was loaded with \
+         that its type does not know ({}): {reason}",
+        object(.oid),
+        .fields.join(", ")
+    )]
     UnknownFields {
         oid: Option<Oid>,
         class: String,
@@ -111,23 +137,33 @@ pub enum EncodingError {
 }
 
 /// A storage failure.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
     /// An operating-system I/O error, with what was being done.
+    #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
     /// The storage is closed.
+    #[error("storage is closed")]
     Closed,
     /// The storage refuses writes (read-only, or after a failed write).
+    #[error("storage refuses writes: {0}")]
     ReadOnly(String),
     /// A storage-specific failure described in words.
+    #[error("{0}")]
     Other(String),
     /// Another writer holds the file's lock.
+    #[error("{0} is locked by another writer")]
     Locked(String),
     /// The file's structure is broken at `offset`.
+    #[error("corrupt file at offset {offset}: {message}")]
     Corrupt { offset: u64, message: String },
     /// The last transaction is incomplete (a write cut short, as by a power
     /// loss): it starts at `offset` and `bytes` bytes of it are on disk.
+    #[error(
+        "torn last transaction at offset {offset} ({bytes} bytes to the end of the file): \
+         {message}; open with repair to truncate it"
+    )]
     TornTail {
         offset: u64,
         bytes: u64,
@@ -136,12 +172,14 @@ pub enum StorageError {
 }
 
 /// A peer that broke the wire protocol.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtocolError {
     /// The peer sent something this side cannot accept.
+    #[error("protocol error: {0}")]
     Malformed(String),
     /// The peer speaks another protocol version.
+    #[error("protocol version mismatch: we speak {ours}, the peer speaks {theirs}")]
     Version { ours: u32, theirs: u32 },
 }
 
@@ -181,190 +219,38 @@ fn oid_list(oids: &[Oid]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Record(e) => e.fmt(f),
-            Error::Encoding(e) => e.fmt(f),
-            Error::Conflict(e) => e.fmt(f),
-            Error::NotFound(oid) => write!(f, "no object with oid {oid}"),
-            Error::Borrowed(Some(oid)) => write!(f, "object {oid} is borrowed"),
-            Error::Borrowed(None) => write!(f, "a new object is borrowed"),
-            Error::WrongConnection(Some(oid)) => {
-                write!(f, "object {oid} belongs to another connection")
-            }
-            Error::WrongConnection(None) => write!(f, "object is not in any connection"),
-            Error::NeedsAbort => write!(
-                f,
-                "the transaction needs an abort (after a conflict or a failed commit)"
-            ),
-            Error::OutcomeUnknown(why) => {
-                write!(f, "the commit may or may not have been stored: {why}")
-            }
-            Error::Storage(e) => e.fmt(f),
-            Error::Protocol(e) => e.fmt(f),
-            Error::Io(e) => write!(f, "i/o error: {e}"),
-        }
+fn conflict_kind(kind: &ConflictKind) -> &'static str {
+    match kind {
+        ConflictKind::Write => "conflict",
+        ConflictKind::Read => "read conflict",
     }
 }
 
-impl fmt::Display for ConflictError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.kind {
-            ConflictKind::Write => "conflict",
-            ConflictKind::Read => "read conflict",
-        };
-        write!(f, "{kind} on oids {}", oid_list(&self.oids))
+fn borrowed(oid: &Option<Oid>) -> String {
+    match oid {
+        Some(oid) => format!("object {oid} is borrowed"),
+        None => "a new object is borrowed".to_string(),
     }
 }
 
-impl fmt::Display for RecordError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RecordError::Short { len } => write!(f, "record of {len} bytes is shorter than 12"),
-            RecordError::DataPastEnd { oid, data_len, len } => write!(
-                f,
-                "record {oid}: data length {data_len} runs past the record's {len} bytes"
-            ),
-            RecordError::RefsNotOids { oid, len } => {
-                write!(
-                    f,
-                    "record {oid}: {len} bytes of refs is not a whole number of oids"
-                )
-            }
-            RecordError::DataTooLong { oid, len } => {
-                write!(
-                    f,
-                    "record {oid}: {len} bytes of data is over the 4 GiB limit"
-                )
-            }
-        }
+fn wrong_connection(oid: &Option<Oid>) -> String {
+    match oid {
+        Some(oid) => format!("object {oid} belongs to another connection"),
+        None => "object is not in any connection".to_string(),
     }
 }
 
-impl fmt::Display for EncodingError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EncodingError::Foreign { oid, class } => write!(
-                f,
-                "object {oid} is a Python Durus record of class {class}, not a durus-rs record"
-            ),
-            EncodingError::WrongClass {
-                oid,
-                expected,
-                found,
-            } => write!(f, "object {oid} is a {found}, not a {expected}"),
-            EncodingError::Decode { oid, message } => {
-                write!(f, "object {oid}: cannot decode state: {message}")
-            }
-            EncodingError::Encode {
-                oid: Some(oid),
-                message,
-            } => write!(f, "object {oid}: cannot encode state: {message}"),
-            EncodingError::Encode { oid: None, message } => {
-                write!(f, "new object: cannot encode state: {message}")
-            }
-            EncodingError::State {
-                oid,
-                class,
-                field: Some(field),
-                message,
-            } => write!(f, "object {oid} ({class}): field `{field}`: {message}"),
-            EncodingError::State {
-                oid,
-                class,
-                field: None,
-                message,
-            } => write!(f, "object {oid} ({class}): cannot decode state: {message}"),
-            EncodingError::UnknownFields {
-                oid,
-                class,
-                fields,
-                reason,
-            } => {
-                match oid {
-                    Some(oid) => write!(f, "object {oid} ({class}): ")?,
-                    None => write!(f, "new object ({class}): ")?,
-                }
-                write!(
-                    f,
-                    "refusing to write it without the fields it was loaded with that its type does not know ({}): {reason}",
-                    fields.join(", ")
-                )
-            }
-        }
+/// "object 7", or "new object" for one without an oid yet.
+fn object(oid: &Option<Oid>) -> String {
+    match oid {
+        Some(oid) => format!("object {oid}"),
+        None => "new object".to_string(),
     }
 }
 
-impl fmt::Display for StorageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StorageError::Io { context, source } => write!(f, "{context}: {source}"),
-            StorageError::Closed => write!(f, "storage is closed"),
-            StorageError::ReadOnly(why) => write!(f, "storage refuses writes: {why}"),
-            StorageError::Other(why) => write!(f, "{why}"),
-            StorageError::Locked(path) => {
-                write!(f, "{path} is locked by another writer")
-            }
-            StorageError::Corrupt { offset, message } => {
-                write!(f, "corrupt file at offset {offset}: {message}")
-            }
-            StorageError::TornTail {
-                offset,
-                bytes,
-                message,
-            } => write!(
-                f,
-                "torn last transaction at offset {offset} ({bytes} bytes to the end of the file): \
-                 {message}; open with repair to truncate it"
-            ),
-        }
-    }
-}
-
-impl fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProtocolError::Malformed(what) => write!(f, "protocol error: {what}"),
-            ProtocolError::Version { ours, theirs } => write!(
-                f,
-                "protocol version mismatch: we speak {ours}, the peer speaks {theirs}"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Storage(StorageError::Io { source, .. }) | Error::Io(source) => Some(source),
-            _ => None,
-        }
-    }
-}
-
-impl From<RecordError> for Error {
-    fn from(e: RecordError) -> Self {
-        Error::Record(e)
-    }
-}
-impl From<EncodingError> for Error {
-    fn from(e: EncodingError) -> Self {
-        Error::Encoding(e)
-    }
-}
-impl From<ConflictError> for Error {
-    fn from(e: ConflictError) -> Self {
-        Error::Conflict(e)
-    }
-}
-impl From<StorageError> for Error {
-    fn from(e: StorageError) -> Self {
-        Error::Storage(e)
-    }
-}
-impl From<ProtocolError> for Error {
-    fn from(e: ProtocolError) -> Self {
-        Error::Protocol(e)
+fn state_error(oid: &Oid, class: &str, field: &Option<String>, message: &str) -> String {
+    match field {
+        Some(field) => format!("object {oid} ({class}): field `{field}`: {message}"),
+        None => format!("object {oid} ({class}): cannot decode state: {message}"),
     }
 }

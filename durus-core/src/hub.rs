@@ -3,11 +3,13 @@
 //! Many clients (connections in threads, or the sessions of a storage
 //! server) share one [`Storage`] through a [`Hub`]. Each client has a
 //! [`Session`] with its own invalidation set and reserved oids, as in
-//! Durus's `StorageServer`. A commit is an exchange ([`CommitExchange`]):
+//! Durus's `StorageServer`. A commit is an exchange (`CommitExchange`):
 //! while it lasts no other client can commit, but loads and syncs go on.
 
 use crate::error::{Error, ProtocolError, Result, StorageError};
+use crate::lock;
 use crate::oid::Oid;
+use crate::protocol::LoadReply;
 use crate::storage::{ClientTransaction, CommitHandler, Durability, NoConflicts, Storage};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,23 +42,6 @@ struct SessionState {
     invalid: HashSet<Oid>,
     /// Oids handed to this session and not yet committed by it.
     unused_oids: HashSet<Oid>,
-}
-
-/// The answer to one load, as the wire protocol distinguishes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoadReply {
-    /// The record.
-    Record(Vec<u8>),
-    /// No such oid.
-    Missing,
-    /// The session's copy is obsolete: it must sync first.
-    Invalid,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic in another session must not take every later session down:
-    // the state is updated in steps that leave it consistent.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Hub {
@@ -191,12 +176,12 @@ impl Session {
     }
 
     /// Loads one record.
-    pub fn load(&self, oid: Oid) -> Result<LoadReply> {
+    pub(crate) fn load(&self, oid: Oid) -> Result<LoadReply> {
         lock(&self.hub.shared.state).load_reply(self.id, oid)
     }
 
     /// Loads several records, holding the state lock once.
-    pub fn bulk_load(&self, oids: &[Oid]) -> Result<Vec<LoadReply>> {
+    pub(crate) fn bulk_load(&self, oids: &[Oid]) -> Result<Vec<LoadReply>> {
         let mut state = lock(&self.hub.shared.state);
         oids.iter()
             .map(|oid| state.load_reply(self.id, *oid))
@@ -213,7 +198,7 @@ impl Session {
 
     /// Starts a commit: waits until no other commit runs, then holds the
     /// commit until the exchange is committed or dropped.
-    pub fn begin_commit(&self) -> Result<CommitExchange<'_>> {
+    pub(crate) fn begin_commit(&self) -> Result<CommitExchange<'_>> {
         let guard = lock(&self.hub.shared.commit);
         let invalidations = {
             let mut state = lock(&self.hub.shared.state);
@@ -247,7 +232,7 @@ impl Drop for Session {
 
 /// A commit in progress. No other session can commit until it is committed
 /// or dropped (dropping it abandons the commit).
-pub struct CommitExchange<'a> {
+pub(crate) struct CommitExchange<'a> {
     session: &'a Session,
     invalidations: Vec<Oid>,
     _guard: MutexGuard<'a, ()>,
@@ -322,14 +307,6 @@ pub struct SharedStorage {
 
 const OID_BATCH: usize = 32;
 
-fn reply_to_result(oid: Oid, reply: LoadReply) -> Result<Vec<u8>> {
-    match reply {
-        LoadReply::Record(r) => Ok(r),
-        LoadReply::Missing => Err(Error::NotFound(oid)),
-        LoadReply::Invalid => Err(Error::read_conflict(oid)),
-    }
-}
-
 impl SharedStorage {
     /// The session under this storage.
     pub fn session(&self) -> &Session {
@@ -339,14 +316,14 @@ impl SharedStorage {
 
 impl Storage for SharedStorage {
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
-        reply_to_result(oid, self.session.load(oid)?)
+        self.session.load(oid)?.into_record(oid)
     }
 
     fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
         let replies = self.session.bulk_load(oids)?;
         oids.iter()
             .zip(replies)
-            .map(|(oid, reply)| reply_to_result(*oid, reply))
+            .map(|(oid, reply)| reply.into_record(*oid))
             .collect()
     }
 

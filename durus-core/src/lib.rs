@@ -34,23 +34,23 @@
 // The derive names paths under `::durus_core`, also inside this crate.
 extern crate self as durus_core;
 
-pub mod bench;
 mod cache;
 pub mod collections;
 pub mod connection;
 mod database;
-pub mod encoding;
+mod encoding;
 pub mod error;
 pub mod hub;
-pub mod net;
+#[doc(hidden)]
+pub mod internals;
+mod net;
 pub mod oid;
 pub mod persistent;
-pub mod protocol;
-pub mod record;
+mod protocol;
+mod record;
 pub mod schema;
 pub mod server;
 pub mod storage;
-pub mod tools;
 
 pub use collections::{BTree, PersistentDict, PersistentList, PersistentSet};
 pub use connection::Connection;
@@ -61,6 +61,14 @@ pub use hub::Hub;
 pub use oid::Oid;
 pub use persistent::{MergeConflict, PRef, Persistent, Status};
 pub use storage::{ClientStorage, FileOptions, FileStorage, FsyncPolicy, MemoryStorage, Storage};
+
+/// Locks `m`, also when a thread panicked while holding it. A panic in
+/// one session or commit must not take every later one down: each mutex
+/// of the crate guards state that is updated in steps that leave it
+/// consistent.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Paths used by the code `#[derive(Persistent)]` generates. Not public API.
 #[doc(hidden)]

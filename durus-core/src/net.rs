@@ -59,7 +59,7 @@ impl Address {
     }
 
     /// Connects to a server at this address (TCP with `TCP_NODELAY`).
-    pub fn connect(&self) -> io::Result<Stream> {
+    pub(crate) fn connect(&self) -> io::Result<Stream> {
         match self {
             Address::Tcp { host, port } => {
                 let stream = TcpStream::connect((host.as_str(), *port))?;

@@ -1,6 +1,8 @@
 //! Object ids: 64-bit, 8 bytes big-endian on disk and on the wire.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// The id of a stored object. The root object is [`Oid::ROOT`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -58,6 +60,27 @@ impl From<u64> for Oid {
         Oid(n)
     }
 }
+
+/// A hasher for oids: one multiply, since oids are dense integers.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct OidHasher(u64);
+
+impl Hasher for OidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ (n >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A hash map keyed by oid, with [`OidHasher`].
+pub(crate) type OidMap<V> = HashMap<Oid, V, BuildHasherDefault<OidHasher>>;
 
 #[cfg(test)]
 mod tests {

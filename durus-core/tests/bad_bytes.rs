@@ -1,8 +1,8 @@
 //! Random and mutated bytes in records: every load is a value or an
 //! error, never a panic.
 
-use durus_core::bench::data::SplitMix64;
-use durus_core::hub::LoadReply;
+use durus_core::internals::LoadReply;
+use durus_core::internals::SplitMix64;
 use durus_core::{BTree, Connection, Hub, MemoryStorage, Oid, PRef, Persistent, PersistentDict};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -40,10 +40,12 @@ fn mutated_records_load_or_fail_cleanly() -> durus_core::Result<()> {
     }
     let session = hub.session();
     let originals: Vec<(Oid, Vec<u8>)> = (0..12)
-        .filter_map(|n| match session.load(Oid(n)) {
-            Ok(LoadReply::Record(r)) => Some((Oid(n), r)),
-            _ => None,
-        })
+        .filter_map(
+            |n| match durus_core::internals::session_load(&session, Oid(n)) {
+                Ok(LoadReply::Record(r)) => Some((Oid(n), r)),
+                _ => None,
+            },
+        )
         .collect();
     assert!(originals.len() >= 5, "the graph has several records");
     let mut rng = SplitMix64::new(7);
@@ -75,10 +77,9 @@ fn mutated_records_load_or_fail_cleanly() -> durus_core::Result<()> {
             }
             records.push((*oid, bad));
         }
-        // The storage refuses broken framing and references to oids it does
+        // The hub refuses broken framing and references to oids it does
         // not hold; what it accepts must load or fail cleanly.
-        let stored = session.begin_commit()?.commit(records);
-        if stored.and_then(|d| d.wait()).is_err() {
+        if durus_core::internals::session_commit(&session, records).is_err() {
             refused += 1;
             continue;
         }

@@ -1,10 +1,9 @@
 //! Stored BTree nodes that break the tree's shape give errors, not panics.
 
 use durus_core::collections::{BNode, BTreeState};
+use durus_core::internals::{encoding, record};
 use durus_core::storage::{NoConflicts, Storage};
-use durus_core::{
-    encoding, record, BTree, Connection, Error, Hub, MemoryStorage, Oid, PRef, Result,
-};
+use durus_core::{BTree, Connection, Error, Hub, MemoryStorage, Oid, PRef, Result};
 use serde::Serialize;
 
 /// A reference as the encoding writes it (CBOR tag 0x4455 around the oid).

@@ -38,7 +38,7 @@ fn one_insert_writes_a_handful_of_records() -> Result<()> {
     assert_eq!(tree.len()?, N);
     let nodes = tree.verify()?;
     let depth = tree.depth()? as u64;
-    let (all_records, _) = counts.total();
+    let all_records = counts.total().records;
     assert!(nodes > 40_000, "{nodes} nodes");
 
     // Single inserts of new (odd) keys: each commit writes the leaf and the
@@ -51,7 +51,8 @@ fn one_insert_writes_a_handful_of_records() -> Result<()> {
         let k = rng.below(2 * N) | 1;
         tree.insert(k, i)?;
         conn.commit()?;
-        let (r, b) = counts.last();
+        let last = counts.last();
+        let (r, b) = (last.records, last.bytes);
         worst = worst.max(r);
         records += r;
         bytes += b;
@@ -76,10 +77,10 @@ fn one_insert_writes_a_handful_of_records() -> Result<()> {
     // plus the nodes a top-up touches.
     tree.insert(4, 44)?;
     conn.commit()?;
-    assert_eq!(counts.last().0, 1);
+    assert_eq!(counts.last().records, 1);
     tree.remove(&6)?;
     conn.commit()?;
-    let (r, _) = counts.last();
+    let r = counts.last().records;
     assert!(r <= 2 + 3 * depth, "{r} records for one removal");
     tree.verify()?;
     Ok(())
@@ -116,7 +117,7 @@ fn one_insert_into_a_file_grows_it_by_a_leaf() -> Result<()> {
         added.insert(k);
         tree.insert(k, i)?;
         conn.commit()?;
-        worst = worst.max(counts.last().0);
+        worst = worst.max(counts.last().records);
     }
     let grown = file_len() - before;
     assert!(

@@ -41,7 +41,7 @@ fn client_storage_over_unix_socket() -> durus_core::Result<()> {
     let serve = |name: &str| {
         let path = dir.path(name);
         support::server::InProcess::with_config(|c| {
-            c.address = durus_core::net::Address::Unix(path);
+            c.address = durus_core::server::Address::Unix(path);
         })
     };
     let server = serve("single.sock");

@@ -4,7 +4,7 @@
 
 mod support;
 
-use durus_core::net::Address;
+use durus_core::server::Address;
 use durus_core::{Database, DatabaseOptions, Error, Hub, MemoryStorage, PRef, Persistent};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;

@@ -5,9 +5,10 @@
 mod support;
 
 use durus_core::error::StorageError;
+use durus_core::internals::record;
 use durus_core::storage::file::{FileIo, FileOptions, IoWrapper};
 use durus_core::storage::{CommitHandler, NoConflicts};
-use durus_core::{record, Error, FileStorage, Hub, Oid, Storage};
+use durus_core::{Error, FileStorage, Hub, Oid, Storage};
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -7,9 +7,10 @@
 
 mod support;
 
+use durus_core::internals::record;
 use durus_core::storage::file::FileOptions;
 use durus_core::storage::NoConflicts;
-use durus_core::{record, FileStorage, Oid, Storage};
+use durus_core::{FileStorage, Oid, Storage};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

@@ -356,7 +356,7 @@ fn bad_prefix_and_bad_map_are_errors_not_panics() {
         FileStorage::open(&path),
         Err(Error::Storage(StorageError::Corrupt { offset: 0, .. }))
     ));
-    let mut bytes = durus_core::storage::file::shelf::empty_file();
+    let mut bytes = durus_core::internals::empty_file();
     bytes[31] = 9; // 9 bytes per word
     std::fs::write(&path, &bytes).expect("write");
     assert!(matches!(

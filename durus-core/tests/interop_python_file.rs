@@ -4,9 +4,10 @@
 
 mod support;
 
+use durus_core::internals::record;
 use durus_core::storage::file::{self, FileOptions, FileStorage};
 use durus_core::storage::NoConflicts;
-use durus_core::{record, Oid, Storage};
+use durus_core::{Oid, Storage};
 use std::path::{Path, PathBuf};
 use support::{run_python, Scratch};
 

@@ -1,8 +1,9 @@
 //! The object model over MemoryStorage: statuses, identity, lazy loading,
 //! cache shrink, abort, schema evolution and bad records.
 
+use durus_core::internals::record;
 use durus_core::Storage as _;
-use durus_core::{record, Connection, Error, Hub, MemoryStorage, Oid, PRef, Persistent, Status};
+use durus_core::{Connection, Error, Hub, MemoryStorage, Oid, PRef, Persistent, Status};
 use serde::{Deserialize, Serialize};
 
 #[derive(Persistent, Serialize, Deserialize, Default)]
@@ -229,7 +230,7 @@ fn bad_records_are_errors_not_panics() -> durus_core::Result<()> {
         record::pack(oids[4], b"\x80\x02cfoo\nBar\nq\x00.", &[])?,
         record::pack(
             oids[5],
-            &durus_core::encoding::encode(None, "tests::Item", &7u8)?,
+            &durus_core::internals::encoding::encode(None, "tests::Item", &7u8)?,
             &[],
         )?,
         record::pack(oids[6], b"\x6aitem\xff\xff\xff\xff\xff\xff", &[])?,

@@ -1,7 +1,8 @@
 //! The byte layout documented in docs/RECORDS.md, checked byte for byte.
 
-use durus_core::hub::LoadReply;
-use durus_core::{record, Connection, Hub, MemoryStorage, Oid, PRef, Persistent};
+use durus_core::internals::record;
+use durus_core::internals::LoadReply;
+use durus_core::{Connection, Hub, MemoryStorage, Oid, PRef, Persistent};
 use serde::{Deserialize, Serialize};
 
 #[derive(Persistent, Serialize, Deserialize, Default)]
@@ -30,7 +31,7 @@ fn a_committed_record_has_the_documented_bytes() -> durus_core::Result<()> {
     conn.commit()?;
     let oid = item.oid().expect("stored");
 
-    let LoadReply::Record(rec) = hub.session().load(oid)? else {
+    let LoadReply::Record(rec) = durus_core::internals::session_load(&hub.session(), oid)? else {
         panic!("no record for the item");
     };
     let mut data = vec![0x68];
@@ -47,7 +48,7 @@ fn a_committed_record_has_the_documented_bytes() -> durus_core::Result<()> {
     let view = record::unpack(&rec)?;
     assert_eq!(view.ref_oids().collect::<Vec<_>>(), vec![Oid::ROOT]);
     assert_eq!(
-        durus_core::encoding::class_name(oid, view.data)?,
+        durus_core::internals::encoding::class_name(oid, view.data)?,
         "app.Item"
     );
     Ok(())
@@ -68,7 +69,8 @@ fn the_root_refers_to_its_items_sorted_and_unique() -> durus_core::Result<()> {
     });
     root.write()?.items = vec![b.clone(), a.clone(), b.clone()];
     conn.commit()?;
-    let LoadReply::Record(rec) = hub.session().load(Oid::ROOT)? else {
+    let LoadReply::Record(rec) = durus_core::internals::session_load(&hub.session(), Oid::ROOT)?
+    else {
         panic!("no root record");
     };
     let mut want = vec![a.oid().expect("a"), b.oid().expect("b")];

@@ -23,8 +23,8 @@ fn with_db<R>(path: &Path, f: impl FnOnce(&Connection) -> durus_core::Result<R>)
 fn stored_class(path: &Path, oid: Oid) -> String {
     let mut storage = FileStorage::open(path).expect("open");
     let record = storage.load(oid).expect("load");
-    let view = durus_core::record::unpack(&record).expect("unpack");
-    durus_core::encoding::class_name(oid, view.data).expect("class")
+    let view = durus_core::internals::record::unpack(&record).expect("unpack");
+    durus_core::internals::encoding::class_name(oid, view.data).expect("class")
 }
 
 // ---------------------------------------------------------------------

@@ -4,7 +4,8 @@
 
 mod support;
 
-use durus_core::{record, Connection, Oid, PRef, Persistent};
+use durus_core::internals::record;
+use durus_core::{Connection, Oid, PRef, Persistent};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -122,7 +123,7 @@ fn over_limit_lengths_close_the_session_before_the_bytes_arrive() {
     // A bulk load of 4 billion oids.
     send_and_expect_close(b"B\xff\xff\xff\xff");
     // A bulk load just over the limit.
-    let over = (durus_core::protocol::MAX_BULK_OIDS as u32 + 1).to_be_bytes();
+    let over = (durus_core::internals::protocol::MAX_BULK_OIDS as u32 + 1).to_be_bytes();
     send_and_expect_close(&[&b"B"[..], &over].concat());
     // A transaction of 2 GiB, and a resolution request for too many oids.
     for answer in [[0x7f, 0xff, 0xff, 0xff], (-(1i32 << 20)).to_be_bytes()] {

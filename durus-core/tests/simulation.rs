@@ -661,7 +661,7 @@ impl Sim {
                 }
             }
             let (before, after) = if insert {
-                let v = self.rng.next() % 1000;
+                let v = self.rng.next_u64() % 1000;
                 (h.tree.insert(key, v)?, Some(v))
             } else {
                 (h.tree.remove(&key)?, None)

@@ -25,7 +25,7 @@
 //! retry sees the balance the first one left and moves only what is there.
 //! Start with small balances (`--opening 20`) to see it happen often.
 
-use durus_core::net::Address;
+use durus_core::server::Address;
 use durus_core::server::{Server, ServerConfig};
 use durus_core::{Connection, Error, FileStorage, Hub, PRef, Persistent};
 use serde::{Deserialize, Serialize};

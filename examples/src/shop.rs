@@ -46,7 +46,7 @@ pub struct Shop {
 #[persistent(class = "shop.Product")]
 pub struct Product {
     pub name: String,
-    #[merge(sum)]
+    #[merge(sum(min = 0))]
     pub stock: i64,
     #[merge(union)]
     pub tags: BTreeSet<String>,

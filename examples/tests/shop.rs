@@ -2,7 +2,7 @@
 //! stock, and the service recovers by itself when its storage server
 //! restarts.
 
-use durus_core::net::Address;
+use durus_core::server::Address;
 use durus_core::server::{Server, ServerConfig, ServerHandle};
 use durus_core::{Database, DatabaseOptions, FileStorage, Hub};
 use durus_examples::shop::client::Client;

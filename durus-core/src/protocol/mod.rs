@@ -22,8 +22,7 @@ mod request;
 
 pub use reader::{FrameReader, ReadError};
 pub use reply::{
-    decode_fixed_oids, decode_oid_list, decode_status, decode_version, encode_oid_list,
-    LoadResponse,
+    decode_fixed_oids, decode_oid_list, decode_status, decode_version, encode_oid_list, LoadReply,
 };
 pub use request::{
     BulkLoadRequest, CommitAnswer, CommitRequest, LoadRequest, NewOidRequest, NewOidsRequest,

@@ -163,7 +163,7 @@ impl<R: Read> FrameReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{LoadResponse, Request};
+    use crate::protocol::{LoadReply, Request};
 
     /// A reader that hands out one byte per call.
     struct Trickle(Vec<u8>, usize);
@@ -183,19 +183,19 @@ mod tests {
     #[test]
     fn frames_across_reads() {
         let mut bytes = Vec::new();
-        LoadResponse::Okay(vec![7; 100]).encode(&mut bytes);
-        LoadResponse::KeyError.encode(&mut bytes);
+        LoadReply::Record(vec![7; 100]).encode(&mut bytes);
+        LoadReply::Missing.encode(&mut bytes);
         let mut r = FrameReader::new(Trickle(bytes, 0), None);
         assert_eq!(
-            r.read_frame(LoadResponse::decode, None).unwrap(),
-            LoadResponse::Okay(vec![7; 100])
+            r.read_frame(LoadReply::decode, None).unwrap(),
+            LoadReply::Record(vec![7; 100])
         );
         assert_eq!(
-            r.read_frame(LoadResponse::decode, None).unwrap(),
-            LoadResponse::KeyError
+            r.read_frame(LoadReply::decode, None).unwrap(),
+            LoadReply::Missing
         );
         assert!(matches!(
-            r.read_frame(LoadResponse::decode, None),
+            r.read_frame(LoadReply::decode, None),
             Err(ReadError::Closed)
         ));
     }

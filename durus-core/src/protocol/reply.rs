@@ -4,10 +4,11 @@ use super::{
     put_u32, take, wire_len, Cursor, Decoded, MAX_RECORD_LEN, STATUS_INVALID, STATUS_KEYERROR,
     STATUS_OKAY,
 };
-use crate::hub::LoadReply;
+use crate::error::{Error, Result};
 use crate::oid::Oid;
 
-/// The reply to one load (`L`, each oid of `B`, each oid of a resolution request).
+/// The reply to one load (`L`, each oid of `B`, each oid of a resolution
+/// request), as the hub answers it and the wire carries it.
 ///
 /// ```text
 /// 'O' | length u32 | record     (length at most MAX_RECORD_LEN)
@@ -15,18 +16,18 @@ use crate::oid::Oid;
 /// 'I'                           the client's copy is obsolete: sync first
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoadResponse {
+pub enum LoadReply {
     /// The record.
-    Okay(Vec<u8>),
+    Record(Vec<u8>),
     /// No such oid.
-    KeyError,
-    /// Invalid: sync first.
+    Missing,
+    /// The session's copy is obsolete: it must sync first.
     Invalid,
 }
 
-impl LoadResponse {
+impl LoadReply {
     /// Decodes one load reply from the start of `buf`.
-    pub fn decode(buf: &[u8]) -> Decoded<LoadResponse> {
+    pub fn decode(buf: &[u8]) -> Decoded<LoadReply> {
         let mut c = Cursor::new(buf);
         match take!(c.u8()) {
             STATUS_OKAY => {
@@ -37,10 +38,10 @@ impl LoadResponse {
                     ));
                 }
                 let rec = take!(c.bytes(len));
-                Decoded::Frame(LoadResponse::Okay(rec.to_vec()), c.pos())
+                Decoded::Frame(LoadReply::Record(rec.to_vec()), c.pos())
             }
-            STATUS_KEYERROR => Decoded::Frame(LoadResponse::KeyError, 1),
-            STATUS_INVALID => Decoded::Frame(LoadResponse::Invalid, 1),
+            STATUS_KEYERROR => Decoded::Frame(LoadReply::Missing, 1),
+            STATUS_INVALID => Decoded::Frame(LoadReply::Invalid, 1),
             other => Decoded::Malformed(format!("unknown load status byte {other:#04x}")),
         }
     }
@@ -48,19 +49,6 @@ impl LoadResponse {
     /// Appends the encoding of this reply to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            LoadResponse::Okay(rec) => {
-                out.push(STATUS_OKAY);
-                put_u32(out, wire_len(rec.len()));
-                out.extend_from_slice(rec);
-            }
-            LoadResponse::KeyError => out.push(STATUS_KEYERROR),
-            LoadResponse::Invalid => out.push(STATUS_INVALID),
-        }
-    }
-
-    /// Encodes a hub's load reply without copying the record first.
-    pub fn encode_reply(reply: &LoadReply, out: &mut Vec<u8>) {
-        match reply {
             LoadReply::Record(rec) => {
                 out.push(STATUS_OKAY);
                 put_u32(out, wire_len(rec.len()));
@@ -70,14 +58,14 @@ impl LoadResponse {
             LoadReply::Invalid => out.push(STATUS_INVALID),
         }
     }
-}
 
-impl From<LoadReply> for LoadResponse {
-    fn from(r: LoadReply) -> Self {
-        match r {
-            LoadReply::Record(rec) => LoadResponse::Okay(rec),
-            LoadReply::Missing => LoadResponse::KeyError,
-            LoadReply::Invalid => LoadResponse::Invalid,
+    /// The record, or the error a load of `oid` reports: not found, or a
+    /// read conflict for an obsolete copy.
+    pub fn into_record(self, oid: Oid) -> Result<Vec<u8>> {
+        match self {
+            LoadReply::Record(rec) => Ok(rec),
+            LoadReply::Missing => Err(Error::NotFound(oid)),
+            LoadReply::Invalid => Err(Error::read_conflict(oid)),
         }
     }
 }
@@ -137,20 +125,20 @@ mod tests {
     #[test]
     fn load_responses() {
         let mut out = Vec::new();
-        LoadResponse::Okay(b"abc".to_vec()).encode(&mut out);
+        LoadReply::Record(b"abc".to_vec()).encode(&mut out);
         assert_eq!(out, b"O\x00\x00\x00\x03abc");
         assert_eq!(
-            LoadResponse::decode(&out),
-            Decoded::Frame(LoadResponse::Okay(b"abc".to_vec()), 8)
+            LoadReply::decode(&out),
+            Decoded::Frame(LoadReply::Record(b"abc".to_vec()), 8)
         );
-        assert_eq!(LoadResponse::decode(&out[..5]), Decoded::Need(8));
+        assert_eq!(LoadReply::decode(&out[..5]), Decoded::Need(8));
         assert_eq!(
-            LoadResponse::decode(b"K"),
-            Decoded::Frame(LoadResponse::KeyError, 1)
+            LoadReply::decode(b"K"),
+            Decoded::Frame(LoadReply::Missing, 1)
         );
-        assert!(matches!(LoadResponse::decode(b"Z"), Decoded::Malformed(_)));
+        assert!(matches!(LoadReply::decode(b"Z"), Decoded::Malformed(_)));
         assert!(matches!(
-            LoadResponse::decode(b"O\xff\xff\xff\xff"),
+            LoadReply::decode(b"O\xff\xff\xff\xff"),
             Decoded::Malformed(_)
         ));
     }

@@ -206,7 +206,7 @@ impl Request {
 ///              after which the client sends another CommitAnswer
 /// ```
 /// Durus clients only ever send a transaction. A record must be a valid
-/// record (see [`crate::record`]) whose own oid is the one before it.
+/// record (see `docs/RECORDS.md`) whose own oid is the one before it.
 /// Limits: [`MAX_TRANSACTION_LEN`], [`MAX_RECORD_LEN`], [`MAX_RESOLVE_OIDS`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitAnswer {

@@ -1,6 +1,6 @@
 //! The storage server: a listener (TCP or Unix-domain) and one session per
 //! client on a [`Hub`], speaking the Durus wire protocol (see
-//! [`crate::protocol`] and `docs/PROTOCOL.md`).
+//! `docs/PROTOCOL.md`).
 //!
 //! Each client gets a thread with blocking I/O. Its socket has a short read
 //! timeout (a tick) so that the thread notices a stop; a frame that has
@@ -14,7 +14,9 @@ mod session;
 
 use crate::error::Result;
 use crate::hub::Hub;
-use crate::net::{Address, Listener, Stream, UnixSocketOptions, DEFAULT_HOST, DEFAULT_PORT};
+use crate::lock;
+pub use crate::net::{Address, UnixSocketOptions, DEFAULT_HOST, DEFAULT_PORT};
+use crate::net::{Listener, Stream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -93,7 +95,7 @@ impl Shared {
         let added = self.hub.take_bytes_committed();
         let total = self.bytes_since_pack.fetch_add(added, Ordering::Relaxed) + added;
         let gcbytes = self.config.gcbytes;
-        if gcbytes == 0 || total < gcbytes || self.packing.swap(true, Ordering::SeqCst) {
+        if gcbytes == 0 || total < gcbytes || !self.start_packing() {
             return;
         }
         info!("{total} bytes committed since the last pack: packing in the background");
@@ -102,15 +104,25 @@ impl Shared {
             .name("durus-pack".into())
             .spawn(move || {
                 shared.pack();
-                shared.packing.store(false, Ordering::SeqCst);
+                shared.done_packing();
             });
         match spawned {
             Ok(handle) => lock(&self.pack_threads).push(handle),
             Err(e) => {
                 warn!("cannot start a background pack: {e}");
-                self.packing.store(false, Ordering::SeqCst);
+                self.done_packing();
             }
         }
+    }
+
+    /// Claims the pack: false when one is already running (a client's or
+    /// the background one). Whoever claims it calls `done_packing` after.
+    fn start_packing(&self) -> bool {
+        !self.packing.swap(true, Ordering::SeqCst)
+    }
+
+    fn done_packing(&self) {
+        self.packing.store(false, Ordering::SeqCst);
     }
 
     /// Packs now, in bounded steps between which commits go on, and resets
@@ -135,10 +147,6 @@ impl Shared {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A bound server, ready to [`serve`](Server::serve).

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::hub::{CommitExchange, Session};
 use crate::net::{Polled, Stream};
 use crate::protocol::{
-    encode_oid_list, CommitAnswer, FrameReader, LoadResponse, ReadError, Request, PROTOCOL_VERSION,
+    encode_oid_list, CommitAnswer, FrameReader, ReadError, Request, PROTOCOL_VERSION,
     STATUS_INVALID, STATUS_OKAY,
 };
 use std::io::Write;
@@ -86,9 +86,7 @@ pub(super) fn run(shared: &Arc<Shared>, stream: Stream, peer: &str) {
 
 impl Client<'_> {
     fn send(&mut self) -> Result<(), End> {
-        let r = self.stream.write_all(&self.out);
-        self.out.clear();
-        r.map_err(|e| End::Bad(format!("write failed: {e}")))
+        send(self.stream, &mut self.out)
     }
 
     fn handle(&mut self, request: Request) -> Result<(), End> {
@@ -107,13 +105,13 @@ impl Client<'_> {
             Request::NewOids(r) => self.new_oids(usize::from(r.count))?,
             Request::Load(r) => {
                 let reply = self.session.load(r.oid).map_err(storage)?;
-                LoadResponse::encode_reply(&reply, &mut self.out);
+                reply.encode(&mut self.out);
                 self.send()?;
             }
             Request::BulkLoad(r) => {
                 let replies = self.session.bulk_load(&r.oids).map_err(storage)?;
                 for reply in &replies {
-                    LoadResponse::encode_reply(reply, &mut self.out);
+                    reply.encode(&mut self.out);
                 }
                 self.send()?;
             }
@@ -125,20 +123,15 @@ impl Client<'_> {
             }
             Request::Pack(_) => {
                 let shared = self.shared;
-                if shared
-                    .packing
-                    .swap(true, std::sync::atomic::Ordering::SeqCst)
-                {
-                    debug!("pack asked for while one runs");
-                } else {
+                if shared.start_packing() {
                     info!("pack asked for by a client");
                     let ok = shared.pack();
-                    shared
-                        .packing
-                        .store(false, std::sync::atomic::Ordering::SeqCst);
+                    shared.done_packing();
                     if !ok {
                         return Err(End::Bad("pack failed".into()));
                     }
+                } else {
+                    debug!("pack asked for while one runs");
                 }
                 self.out.push(STATUS_OKAY);
                 self.send()?;
@@ -184,7 +177,7 @@ impl Client<'_> {
                 Ok(CommitAnswer::Resolve(oids)) => {
                     let replies = exchange.load_current(&oids).map_err(storage)?;
                     for reply in &replies {
-                        LoadResponse::encode_reply(reply, out);
+                        reply.encode(out);
                     }
                     send(stream, out)?;
                 }
@@ -231,6 +224,7 @@ fn commit_records(
     durability.wait()
 }
 
+/// Writes `out` to the client and empties it.
 fn send(stream: &Stream, out: &mut Vec<u8>) -> Result<(), End> {
     let r = (&*stream).write_all(out);
     out.clear();

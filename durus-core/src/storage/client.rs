@@ -7,9 +7,9 @@ use crate::net::{Address, Polled, Stream};
 use crate::oid::Oid;
 use crate::protocol::{
     decode_fixed_oids, decode_oid_list, decode_status, decode_version, BulkLoadRequest,
-    CommitAnswer, CommitRequest, FrameReader, LoadRequest, LoadResponse, NewOidsRequest,
-    PackRequest, ReadError, Request, SyncRequest, VersionRequest, CLOSE_BYTE, MAX_BULK_OIDS,
-    MAX_OID_LIST, PROTOCOL_VERSION, STATUS_INVALID, STATUS_OKAY,
+    CommitAnswer, CommitRequest, FrameReader, LoadReply, LoadRequest, NewOidsRequest, PackRequest,
+    ReadError, Request, SyncRequest, VersionRequest, CLOSE_BYTE, MAX_BULK_OIDS, MAX_OID_LIST,
+    PROTOCOL_VERSION, STATUS_INVALID, STATUS_OKAY,
 };
 use std::io::Write;
 
@@ -118,36 +118,26 @@ impl ClientStorage {
 
     /// Reads the replies of `oids` in order (all of them, so that the
     /// stream stays in step even when some are errors).
-    fn read_loads(&mut self, oids: &[Oid]) -> Result<Vec<(Oid, LoadResponse)>> {
+    fn read_loads(&mut self, oids: &[Oid]) -> Result<Vec<(Oid, LoadReply)>> {
         let mut out = Vec::with_capacity(oids.len());
         for oid in oids {
-            out.push((*oid, self.read(LoadResponse::decode)?));
+            out.push((*oid, self.read(LoadReply::decode)?));
         }
         Ok(out)
     }
 
-    /// Gives the oids of an abandoned transaction back to the pool and tells
-    /// the server the commit is off.
-    /// Tells the server this client gives up its commit.
+    /// Tells the server this client gives up its commit (an empty
+    /// transaction ends the exchange).
     fn give_up(&mut self) -> Result<()> {
         CommitAnswer::Transaction(Vec::new()).encode(&mut self.out);
         self.flush_out()
     }
 }
 
-fn load_result(oid: Oid, reply: LoadResponse) -> Result<Vec<u8>> {
-    match reply {
-        LoadResponse::Okay(rec) => Ok(rec),
-        LoadResponse::KeyError => Err(Error::NotFound(oid)),
-        LoadResponse::Invalid => Err(Error::read_conflict(oid)),
-    }
-}
-
 impl Storage for ClientStorage {
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
         self.send(&Request::Load(LoadRequest { oid }))?;
-        let reply = self.read(LoadResponse::decode)?;
-        load_result(oid, reply)
+        self.read(LoadReply::decode)?.into_record(oid)
     }
 
     fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
@@ -160,7 +150,7 @@ impl Storage for ClientStorage {
         }
         replies
             .into_iter()
-            .map(|(oid, reply)| load_result(oid, reply))
+            .map(|(oid, reply)| reply.into_record(oid))
             .collect()
     }
 
@@ -198,7 +188,7 @@ impl Storage for ClientStorage {
                 .read_loads(asked)?
                 .into_iter()
                 .filter_map(|(oid, reply)| match reply {
-                    LoadResponse::Okay(rec) => Some((oid, rec)),
+                    LoadReply::Record(rec) => Some((oid, rec)),
                     _ => None,
                 })
                 .collect())

@@ -21,29 +21,47 @@ pub struct StorageCounts {
     pending_bytes: AtomicU64,
 }
 
+/// Loads counted by [`StorageCounts::loads`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Loads {
+    /// Records loaded.
+    pub records: u64,
+    /// Load requests: one per `load` or `bulk_load`.
+    pub requests: u64,
+}
+
+/// Committed records counted by [`StorageCounts::last`] and [`StorageCounts::total`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Written {
+    /// Records committed.
+    pub records: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
 impl StorageCounts {
-    /// (records loaded, load requests: one per `load` or `bulk_load`).
-    pub fn loads(&self) -> (u64, u64) {
-        (
-            self.records_loaded.load(Ordering::Relaxed),
-            self.load_requests.load(Ordering::Relaxed),
-        )
+    /// The records loaded and the load requests so far.
+    pub fn loads(&self) -> Loads {
+        Loads {
+            records: self.records_loaded.load(Ordering::Relaxed),
+            requests: self.load_requests.load(Ordering::Relaxed),
+        }
     }
 
-    /// (records, bytes) of the last committed transaction.
-    pub fn last(&self) -> (u64, u64) {
-        (
-            self.last_records.load(Ordering::Relaxed),
-            self.last_bytes.load(Ordering::Relaxed),
-        )
+    /// The records of the last committed transaction.
+    pub fn last(&self) -> Written {
+        Written {
+            records: self.last_records.load(Ordering::Relaxed),
+            bytes: self.last_bytes.load(Ordering::Relaxed),
+        }
     }
 
-    /// (records, bytes) of every committed transaction.
-    pub fn total(&self) -> (u64, u64) {
-        (
-            self.committed_records.load(Ordering::Relaxed),
-            self.committed_bytes.load(Ordering::Relaxed),
-        )
+    /// The records of every committed transaction.
+    pub fn total(&self) -> Written {
+        Written {
+            records: self.committed_records.load(Ordering::Relaxed),
+            bytes: self.committed_bytes.load(Ordering::Relaxed),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ mod memory;
 mod transaction;
 
 pub use client::ClientStorage;
-pub use counting::{Counting, StorageCounts};
+pub use counting::{Counting, Loads, StorageCounts, Written};
 pub use file::{FileOptions, FileStorage, FsyncPolicy};
 pub use memory::MemoryStorage;
 pub(crate) use transaction::ClientTransaction;
@@ -57,7 +57,7 @@ pub trait Storage: Send {
     /// Starts a transaction, dropping any records stored but not ended.
     fn begin(&mut self);
 
-    /// Adds a record (see [`crate::record`]) to the transaction.
+    /// Adds a record (see `docs/RECORDS.md`) to the transaction.
     fn store(&mut self, oid: Oid, record: Vec<u8>) -> Result<()>;
 
     /// Commits the transaction.
@@ -184,7 +184,7 @@ pub(crate) fn check_references(
 
 /// The oids reachable from the root by following record refs, starting at
 /// `root`; `load` returns `None` for an oid with no record. Used by packs.
-pub fn reachable_oids(
+pub(crate) fn reachable_oids(
     root: Oid,
     mut load: impl FnMut(Oid) -> Result<Option<Vec<u8>>>,
 ) -> Result<BTreeSet<Oid>> {

@@ -98,7 +98,7 @@ pub mod server;
 
 /// A record of `oid` holding `data` and referring to `refs`.
 pub fn rec(oid: durus_core::Oid, data: &[u8], refs: &[durus_core::Oid]) -> Vec<u8> {
-    durus_core::record::pack(oid, data, refs).expect("pack")
+    durus_core::internals::record::pack(oid, data, refs).expect("pack")
 }
 
 /// Stores `records` in one transaction of `storage` and waits until it is durable.

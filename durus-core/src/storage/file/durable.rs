@@ -3,6 +3,7 @@
 
 use super::io::FileIo;
 use crate::error::{Error, Result, StorageError};
+use crate::lock;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// The first failure of a write or fsync. Once set, every later write of
@@ -12,14 +13,14 @@ pub(crate) struct Poison(Mutex<Option<String>>);
 
 impl Poison {
     pub(crate) fn set(&self, why: String) {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.0);
         if slot.is_none() {
             *slot = Some(why);
         }
     }
 
     pub(crate) fn check(&self) -> Result<()> {
-        match &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+        match &*lock(&self.0) {
             None => Ok(()),
             Some(why) => Err(Error::Storage(StorageError::ReadOnly(format!(
                 "an earlier write or fsync failed ({why}); reopen the file"
@@ -59,7 +60,7 @@ impl GroupSync {
     }
 
     fn lock(&self) -> MutexGuard<'_, Counters> {
-        self.counters.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.counters)
     }
 
     /// Counts a written commit; returns its sequence number.

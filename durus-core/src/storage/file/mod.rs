@@ -17,18 +17,17 @@
 //! [`verify`], [`repair`] and [`FileStorage::records`].
 
 mod durable;
-pub mod io;
+mod io;
 mod pack;
-pub mod shelf;
+pub(crate) mod shelf;
 mod tools;
 
 pub use io::{FileIo, IoWrapper, StdFileIo};
 pub use tools::{repair, verify, verify_with_progress, Problem, RepairReport, VerifyReport};
 
 use super::{CommitHandler, Durability, Storage};
-use crate::cache::OidMap;
 use crate::error::{Error, Result, StorageError};
-use crate::oid::Oid;
+use crate::oid::{Oid, OidMap};
 use durable::{GroupSync, Poison};
 use pack::Packer;
 use shelf::{io_err, Holes, OffsetMap};

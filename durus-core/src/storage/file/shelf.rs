@@ -10,9 +10,8 @@
 //! end of the file before it is used.
 
 use super::io::{FileIo, ScanReader};
-use crate::cache::OidMap;
 use crate::error::{Error, Result, StorageError};
-use crate::oid::Oid;
+use crate::oid::{Oid, OidMap};
 
 /// The 8 bytes every SHELF-1 file starts with.
 pub const PREFIX: &[u8; 8] = b"SHELF-1\n";

@@ -1,0 +1,479 @@
+//! What W4 (disjoint commits) and W5 (hot counter) share: C worker
+//! processes increment counters through a storage server from a common
+//! start instant for D seconds; the runner then checks the counters.
+//!
+//! The runner ([`run`]) starts the server, makes the counters, spawns the
+//! workers (`durus bench worker`), checks, stops the server and returns the
+//! result record. A worker ([`run_worker`]) is one client process.
+//!
+//! The persistent types (the root and the two kinds of counter) come from
+//! the program through [`CounterModel`]: the library defines none of its
+//! own, so none shows up among its users' types.
+
+use super::json::Record;
+use super::procs::{self, bench_error, CpuSnapshot, ServerProcess};
+use crate::tools::FsyncPolicy;
+use durus_core::error::{Error, Result};
+use durus_core::storage::ClientStorage;
+use durus_core::{Connection, Oid, PRef, Persistent};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A bound on every timed loop besides its time bound (as the peer's).
+pub const MAX_OPS: u64 = 10_000_000;
+
+/// The cache size of a worker's connection.
+pub const WORKER_CACHE_SIZE: usize = 1000;
+
+/// How long after the end of the timed region workers may take to exit.
+const WORKER_EXTRA_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A counter of the workloads: one integer, `value`, starting at 0.
+pub trait BenchCounter: Persistent + Default {
+    /// The current value.
+    fn value(&self) -> i64;
+    /// Adds one.
+    fn increment(&mut self);
+}
+
+/// The persistent types of a W4/W5 database: a root holding named
+/// counters of two kinds, a plain one (concurrent commits conflict) and a
+/// merging one (its `value` is `#[merge(sum)]`).
+pub trait CounterModel: 'static {
+    /// The root object.
+    type Root: Persistent + Default;
+    /// A counter whose concurrent commits conflict.
+    type Plain: BenchCounter;
+    /// A counter whose concurrent commits merge.
+    type Merging: BenchCounter;
+    /// The plain counter stored under `key`.
+    fn plain(root: &Self::Root, key: &str) -> Option<PRef<Self::Plain>>;
+    /// The merging counter stored under `key`.
+    fn merging(root: &Self::Root, key: &str) -> Option<PRef<Self::Merging>>;
+    /// Stores a plain counter under `key`.
+    fn insert_plain(root: &mut Self::Root, key: String, counter: PRef<Self::Plain>);
+    /// Stores a merging counter under `key`.
+    fn insert_merging(root: &mut Self::Root, key: String, counter: PRef<Self::Merging>);
+}
+
+/// Which workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Each client its own counter `c<idx>`.
+    W4,
+    /// All clients one counter, `hot`.
+    W5,
+}
+
+impl Mode {
+    /// The name on the command line (`w4`, `w5`).
+    pub fn arg(self) -> &'static str {
+        match self {
+            Mode::W4 => "w4",
+            Mode::W5 => "w5",
+        }
+    }
+
+    /// The workload name in result lines (`W4`, `W5`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::W4 => "W4",
+            Mode::W5 => "W5",
+        }
+    }
+
+    /// The root key of client `idx`'s counter.
+    pub fn key(self, idx: usize) -> String {
+        match self {
+            Mode::W4 => format!("c{idx}"),
+            Mode::W5 => "hot".to_string(),
+        }
+    }
+}
+
+/// How concurrent commits of a counter are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Variant {
+    /// A plain counter: a conflict is aborted and retried (Durus's way).
+    AbortRetry,
+    /// A merging counter (`#[merge(sum)]`): concurrent commits merge.
+    #[value(name = "merge")]
+    Merging,
+}
+
+impl Variant {
+    /// The name on the command line and in result lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::AbortRetry => "abort-retry",
+            Variant::Merging => "merge",
+        }
+    }
+}
+
+/// The parameters of a W4 or W5 run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// C: the number of client processes.
+    pub clients: usize,
+    /// D: the timed region, in seconds.
+    pub duration: f64,
+    /// The database file the server serves (removed first).
+    pub db: PathBuf,
+    /// How concurrent commits are handled.
+    pub variant: Variant,
+    /// The server's fsync policy (when the run starts the server).
+    pub fsync: FsyncPolicy,
+    /// A running server to use instead of starting one.
+    pub server: Option<String>,
+    /// The `durus` binary: it runs the server and the workers.
+    pub exe: PathBuf,
+}
+
+/// One worker process's parameters.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub mode: Mode,
+    pub variant: Variant,
+    /// The server's address.
+    pub server: String,
+    /// The client's index: W4's counter `c<idx>`.
+    pub idx: usize,
+    /// Increment the counter stored under this oid instead of the root's.
+    pub oid: Option<Oid>,
+    /// T0, the common start instant, in seconds since the Unix epoch.
+    pub start_at: f64,
+    /// D, in seconds.
+    pub duration: f64,
+    /// Stop after this many successes (besides the time bound).
+    pub count: Option<u64>,
+}
+
+/// What one worker did in its timed region.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerOutcome {
+    pub idx: usize,
+    /// Successful commits.
+    pub ok: u64,
+    /// Conflicts seen by the application (aborted and retried).
+    pub conflicts: u64,
+    /// Commits merged with another client's by the connection.
+    pub merges: u64,
+    /// Seconds the loop ran.
+    pub elapsed: f64,
+    /// How late the loop started after T0, in seconds.
+    pub late: f64,
+}
+
+impl WorkerOutcome {
+    /// The worker's `RESULT` record.
+    pub fn record(&self) -> Record {
+        let mut r = Record::new();
+        r.set("idx", self.idx)
+            .set("ok", self.ok)
+            .set("conflicts", self.conflicts)
+            .set("merges", self.merges)
+            .set("elapsed", self.elapsed)
+            .set("late", self.late);
+        r
+    }
+}
+
+/// Makes the counters of a run in the root of the database at `address`:
+/// `c0`..`c<C-1>` (W4) or `hot` (W5), of the variant's type, at 0.
+pub fn setup<M: CounterModel>(
+    address: &str,
+    mode: Mode,
+    variant: Variant,
+    clients: usize,
+) -> Result<()> {
+    let conn = Connection::connect(address)?;
+    let root: PRef<M::Root> = conn.root()?;
+    let keys: Vec<String> = match mode {
+        Mode::W4 => (0..clients).map(|i| mode.key(i)).collect(),
+        Mode::W5 => vec![mode.key(0)],
+    };
+    {
+        let mut r = root.write()?;
+        for k in keys {
+            match variant {
+                Variant::AbortRetry => M::insert_plain(&mut r, k, PRef::new(M::Plain::default())),
+                Variant::Merging => M::insert_merging(&mut r, k, PRef::new(M::Merging::default())),
+            }
+        }
+    }
+    conn.commit()
+}
+
+/// The value of the counter under `key` of the variant, in a new connection.
+pub fn counter_value<M: CounterModel>(address: &str, variant: Variant, key: &str) -> Result<i64> {
+    let conn = Connection::connect(address)?;
+    let root: PRef<M::Root> = conn.root()?;
+    let missing = || bench_error(format!("no counter {key:?} in the root"));
+    let value = match variant {
+        Variant::AbortRetry => {
+            let c = M::plain(&*root.read()?, key).ok_or_else(missing)?;
+            let v = c.read()?.value();
+            v
+        }
+        Variant::Merging => {
+            let c = M::merging(&*root.read()?, key).ok_or_else(missing)?;
+            let v = c.read()?.value();
+            v
+        }
+    };
+    Ok(value)
+}
+
+/// Stores a new counter of the variant at 0 under a new oid, reachable
+/// from nothing (for databases whose root is not ours, e.g. one a Python
+/// client made). Returns its oid.
+pub fn store_detached<M: CounterModel>(address: &str, variant: Variant) -> Result<Oid> {
+    use durus_core::storage::{NoConflicts, Storage};
+    let mut storage = ClientStorage::connect(address)?;
+    let oid = storage.new_oid()?;
+    let data = match variant {
+        Variant::AbortRetry => durus_core::internals::encoding::encode(
+            Some(oid),
+            <M::Plain as Persistent>::CLASS_NAME,
+            &M::Plain::default(),
+        ),
+        Variant::Merging => durus_core::internals::encoding::encode(
+            Some(oid),
+            <M::Merging as Persistent>::CLASS_NAME,
+            &M::Merging::default(),
+        ),
+    }
+    .map_err(Error::Encoding)?;
+    let record = durus_core::internals::record::pack(oid, &data, &[]).map_err(Error::Record)?;
+    storage.begin();
+    storage.store(oid, record)?;
+    storage.end(&mut NoConflicts)?.wait()?;
+    storage.close()?;
+    Ok(oid)
+}
+
+/// The value of a counter of the variant stored under `oid`.
+pub fn counter_value_at<M: CounterModel>(address: &str, variant: Variant, oid: Oid) -> Result<i64> {
+    let conn = Connection::connect(address)?;
+    let value = match variant {
+        Variant::AbortRetry => conn.get::<M::Plain>(oid)?.read()?.value(),
+        Variant::Merging => conn.get::<M::Merging>(oid)?.read()?.value(),
+    };
+    Ok(value)
+}
+
+/// One client process of W4/W5: connects (cache size 1,000), loads its
+/// counter, ends the transaction, sleeps until T0, then increments and
+/// commits until T0 + D (or `count` successes), aborting and retrying on
+/// conflicts.
+pub fn run_worker<M: CounterModel>(opts: &WorkerOptions) -> Result<WorkerOutcome> {
+    let storage = ClientStorage::connect(&opts.server)?;
+    let conn = Connection::with_cache_size(Box::new(storage), WORKER_CACHE_SIZE);
+    let key = opts.mode.key(opts.idx);
+    let outcome = match opts.variant {
+        Variant::AbortRetry => {
+            let counter = find::<M, M::Plain>(&conn, opts.oid, |r| M::plain(r, &key))?;
+            increment_loop(&conn, &counter, opts)?
+        }
+        Variant::Merging => {
+            let counter = find::<M, M::Merging>(&conn, opts.oid, |r| M::merging(r, &key))?;
+            increment_loop(&conn, &counter, opts)?
+        }
+    };
+    conn.abort()?;
+    Ok(outcome)
+}
+
+/// The counter under `oid`, or the one `pick` finds in the root.
+fn find<M: CounterModel, T: Persistent>(
+    conn: &Connection,
+    oid: Option<Oid>,
+    pick: impl Fn(&M::Root) -> Option<PRef<T>>,
+) -> Result<PRef<T>> {
+    match oid {
+        Some(oid) => conn.get::<T>(oid),
+        None => {
+            let root: PRef<M::Root> = conn.root()?;
+            let found = pick(&*root.read()?);
+            found.ok_or_else(|| bench_error("the counter is missing from the root"))
+        }
+    }
+}
+
+fn increment_loop<T: BenchCounter>(
+    conn: &Connection,
+    counter: &PRef<T>,
+    opts: &WorkerOptions,
+) -> Result<WorkerOutcome> {
+    counter.read()?; // load it
+    conn.abort()?;
+    procs::sleep_until_wall(opts.start_at);
+    let late = procs::wall_now() - opts.start_at;
+    let left = (opts.start_at + opts.duration - procs::wall_now()).max(0.0);
+    let t0 = Instant::now();
+    let end = t0 + Duration::from_secs_f64(left);
+    let target = opts.count.unwrap_or(MAX_OPS);
+    let merges_before = conn.merge_count();
+    let (mut ok, mut conflicts) = (0u64, 0u64);
+    while ok < target && ok + conflicts < MAX_OPS && Instant::now() < end {
+        let attempt = counter
+            .write()
+            .map(|mut c| c.increment())
+            .and_then(|()| conn.commit());
+        match attempt {
+            Ok(()) => ok += 1,
+            Err(e) if e.is_conflict() || matches!(e, Error::NeedsAbort) => {
+                conn.abort()?;
+                conflicts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(WorkerOutcome {
+        idx: opts.idx,
+        ok,
+        conflicts,
+        merges: conn.merge_count() - merges_before,
+        elapsed: t0.elapsed().as_secs_f64(),
+        late,
+    })
+}
+
+/// Runs W4 or W5 as the benchmark definitions do (`docs/PERFORMANCE.md`,
+/// "How to run") and returns its result record
+/// (already verified: `verified` says whether the check passed).
+pub fn run<M: CounterModel>(mode: Mode, opts: &RunOptions) -> Result<Record> {
+    if opts.clients == 0 {
+        return Err(bench_error("--c must be at least 1"));
+    }
+    if !(opts.duration.is_finite() && opts.duration > 0.0 && opts.duration < 86_400.0) {
+        return Err(bench_error(
+            "--duration must be between 0 and 86400 seconds",
+        ));
+    }
+    let cpu = CpuSnapshot::take();
+    let mut server = match &opts.server {
+        Some(address) => ServerProcess::external(address)?,
+        None => {
+            procs::remove_db(&opts.db);
+            ServerProcess::start(&opts.exe, &opts.db, opts.fsync)?
+        }
+    };
+    let address = server.address().to_string();
+    let outcome = run_on::<M>(mode, opts, &address);
+    server.sample_vmhwm();
+    let stopped = server.stop();
+    let (results, verified, final_value) = outcome?;
+    if !stopped {
+        eprintln!("durus bench: the server did not exit cleanly after Q");
+    }
+    let used = cpu.since();
+
+    let ok: u64 = results.iter().map(|r| r.ok).sum();
+    let conflicts: u64 = results.iter().map(|r| r.conflicts).sum();
+    let merges: u64 = results.iter().map(|r| r.merges).sum();
+    let per_client: Vec<u64> = results.iter().map(|r| r.ok).collect();
+    let max_late = results.iter().map(|r| r.late).fold(f64::MIN, f64::max);
+    let d = opts.duration;
+    let mut rec = Record::new();
+    rec.set("peer", "durus-rs")
+        .set("workload", mode.name())
+        .set("target", "srv")
+        .set("c", opts.clients)
+        .set("duration", d)
+        .set("verified", verified)
+        .set("max_late_s", max_late)
+        .set("per_client", per_client)
+        .set("server_rss_kb", server.vmhwm_kb())
+        .set("storage", server.storage().name())
+        .set("fsync", fsync_name(opts.fsync, server.storage()))
+        .set("variant", opts.variant.name())
+        .set("conflicts", conflicts)
+        .set("merges", merges)
+        .set("wall_s", used.wall_s)
+        .set("own_cpu_s", used.own_cpu_s)
+        .set("foreign_cpu_s", used.foreign_cpu_s)
+        .set("foreign_cpu_frac", used.foreign_cpu_frac);
+    match mode {
+        Mode::W4 => {
+            rec.set("commits", ok).set("commits_per_s", ok as f64 / d);
+        }
+        Mode::W5 => {
+            rec.set("increments", ok)
+                .set("incs_per_s", ok as f64 / d)
+                .set(
+                    "conflict_rate",
+                    conflicts as f64 / (ok + conflicts).max(1) as f64,
+                )
+                .set("attempts_per_s", (ok + conflicts) as f64 / d)
+                .set("final_value", final_value);
+        }
+    }
+    Ok(rec)
+}
+
+/// The fsync policy in effect: that of the file storage, or none at all.
+fn fsync_name(fsync: FsyncPolicy, storage: procs::StorageKind) -> &'static str {
+    match (storage, fsync) {
+        (procs::StorageKind::Memory, _) => "none (memory storage)",
+        (procs::StorageKind::External, _) => "unknown (external server)",
+        (_, policy) => crate::tools::fsync_name(policy),
+    }
+}
+
+type RunOutcome = (Vec<WorkerOutcome>, bool, Option<i64>);
+
+fn run_on<M: CounterModel>(mode: Mode, opts: &RunOptions, address: &str) -> Result<RunOutcome> {
+    setup::<M>(address, mode, opts.variant, opts.clients)?;
+    let start_at = procs::wall_now() + 1.5 + 0.4 * opts.clients as f64;
+    let deadline = Instant::now()
+        + Duration::from_secs_f64((start_at - procs::wall_now()).max(0.0) + opts.duration)
+        + WORKER_EXTRA_TIMEOUT;
+    let args_for = |i: usize| -> Vec<String> {
+        vec![
+            "bench".into(),
+            "worker".into(),
+            "--mode".into(),
+            mode.arg().into(),
+            "--variant".into(),
+            opts.variant.name().into(),
+            "--server".into(),
+            address.to_string(),
+            "--idx".into(),
+            i.to_string(),
+            "--start-at".into(),
+            format!("{start_at:.6}"),
+            "--duration".into(),
+            opts.duration.to_string(),
+        ]
+    };
+    let outputs = procs::run_workers(&opts.exe, opts.clients, args_for, deadline)?;
+    let results: Vec<WorkerOutcome> = outputs
+        .iter()
+        .map(|o| WorkerOutcome {
+            idx: o.int("idx") as usize,
+            ok: o.int("ok"),
+            conflicts: o.int("conflicts"),
+            merges: o.int("merges"),
+            elapsed: o.float("elapsed"),
+            late: o.float("late"),
+        })
+        .collect();
+    let (verified, final_value) = match mode {
+        Mode::W4 => {
+            let mut all = true;
+            for r in &results {
+                let v = counter_value::<M>(address, opts.variant, &mode.key(r.idx))?;
+                all &= v == r.ok as i64;
+            }
+            (all, None)
+        }
+        Mode::W5 => {
+            let v = counter_value::<M>(address, opts.variant, &mode.key(0))?;
+            let total: u64 = results.iter().map(|r| r.ok).sum();
+            (v == total as i64, Some(v))
+        }
+    };
+    Ok((results, verified, final_value))
+}

@@ -1,0 +1,166 @@
+//! W3: random point loads through a server. A new server serves the file
+//! W1-srv wrote; a first connection maps each index to its item's oid
+//! (loading only the Container's nodes); then a new connection with a
+//! cache of 100 loads K distinct items chosen by `sample(N, K, 42)`, one
+//! `get` each, ending the read transaction every 100 ops. One op is one
+//! object load; each op's latency is timed, the aborts are only in the
+//! throughput.
+
+use super::data;
+use super::items::{self, Common, Item, ItemsRoot, Target, MAX_LOOP_TIME, MAX_OPS};
+use super::json::Record;
+use super::procs::{self, bench_error, CpuSnapshot};
+use durus_core::error::Result;
+use durus_core::{Connection, Oid, PRef};
+use std::time::Instant;
+
+/// The parameters of a W3 run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// N: the items W1 wrote.
+    pub n: u64,
+    /// K: distinct items loaded.
+    pub k: u64,
+    pub common: Common,
+}
+
+/// The cache size of the loading connection.
+pub const CACHE_SIZE: usize = 100;
+
+/// Ops per read transaction.
+pub const OPS_PER_TRANSACTION: u64 = 100;
+
+/// The seed of the sample.
+pub const SEED: u64 = 42;
+
+struct Loads {
+    seconds: f64,
+    lat_ns: Vec<u64>,
+    bad: u64,
+    records: u64,
+    requests: u64,
+    /// Sorted round trips of a sync before the timed region.
+    rt_ns: Vec<u64>,
+}
+
+/// Sync round trips measured before the timed region.
+const ROUND_TRIPS: usize = 2000;
+
+/// Runs W3 and returns its result record.
+pub fn run(opts: &Options) -> Result<Record> {
+    items::check_count("n", opts.n, MAX_OPS)?;
+    items::check_count("k", opts.k, opts.n)?;
+    let cpu = CpuSnapshot::take();
+    let mut server = items::start_server(&opts.common)?;
+    let outcome = point_loads(opts, &server);
+    server.sample_vmhwm();
+    server.stop();
+    let mut l = outcome?;
+    l.lat_ns.sort_unstable();
+    let k = opts.k;
+    let us = |p: f64| data::percentile(&l.lat_ns, p).map(|ns| ns as f64 / 1000.0);
+    let rt = |p: f64| data::percentile(&l.rt_ns, p).map(|ns| ns as f64 / 1000.0);
+    let mean_us =
+        l.lat_ns.iter().map(|&x| x as f64).sum::<f64>() / l.lat_ns.len().max(1) as f64 / 1000.0;
+    let verified = l.bad == 0 && l.lat_ns.len() as u64 == k;
+    let mut rec = items::record("W3", Some(opts.common.fsync), &cpu);
+    rec.set("target", "srv")
+        .set("n", opts.n)
+        .set("k", k)
+        .set("verified", verified)
+        .set("seconds", l.seconds)
+        .set("loads_per_s", k as f64 / l.seconds)
+        .set("p50_us", us(50.0))
+        .set("p99_us", us(99.0))
+        .set("p999_us", us(99.9))
+        .set("mean_us", mean_us)
+        .set("storage_loads_per_op", l.records as f64 / k as f64)
+        .set("load_requests_per_op", l.requests as f64 / k as f64)
+        .set("sync_rt_p50_us", rt(50.0))
+        .set("sync_rt_p99_us", rt(99.0))
+        .set("server_rss_kb", server.vmhwm_kb())
+        .set("client_rss_kb", items::self_peak_rss_kb());
+    Ok(rec)
+}
+
+/// Index -> oid of every item, from the Container's nodes only.
+fn item_oids(opts: &Options, server: &procs::ServerProcess) -> Result<Vec<Option<Oid>>> {
+    let storage = items::open_storage(Target::Server, &opts.common, Some(server))?;
+    let cache = usize::try_from(opts.n)
+        .unwrap_or(usize::MAX)
+        .saturating_add(10_000);
+    let conn = Connection::with_cache_size(storage, cache);
+    let root: PRef<ItemsRoot> = conn.root()?;
+    let (_, container) = items::parent_and_items(&root)?;
+    let n = usize::try_from(opts.n).map_err(|_| bench_error("--n is too large"))?;
+    let mut oids = vec![None; n];
+    for entry in container.iter().take(n) {
+        let (k, item): (u64, PRef<Item>) = entry?;
+        if let Some(slot) = usize::try_from(k).ok().and_then(|k| oids.get_mut(k)) {
+            *slot = item.oid();
+        }
+    }
+    drop((container, root));
+    items::close(conn)?;
+    Ok(oids)
+}
+
+fn point_loads(opts: &Options, server: &procs::ServerProcess) -> Result<Loads> {
+    let oids = item_oids(opts, server)?;
+    let order = data::sample(opts.n, opts.k, SEED);
+    let targets: Vec<(u64, Oid)> = order
+        .iter()
+        .map(|&i| {
+            usize::try_from(i)
+                .ok()
+                .and_then(|j| oids.get(j).copied().flatten())
+                .map(|oid| (i, oid))
+                .ok_or_else(|| bench_error(format!("item {i} is missing from the container")))
+        })
+        .collect::<Result<_>>()?;
+    drop(oids);
+
+    let inner = items::open_storage(Target::Server, &opts.common, Some(server))?;
+    let (storage, counter) = durus_core::storage::Counting::new(inner);
+    let conn = Connection::with_cache_size(Box::new(storage), CACHE_SIZE);
+    // Untimed: the bare round trip to this server in this placement of
+    // the processes on the CPUs (a sync, which loads nothing).
+    let mut rt_ns = Vec::with_capacity(ROUND_TRIPS);
+    for _ in 0..ROUND_TRIPS {
+        let a = Instant::now();
+        conn.with_storage(|s| s.sync())?;
+        rt_ns.push(u64::try_from(a.elapsed().as_nanos()).unwrap_or(u64::MAX));
+    }
+    rt_ns.sort_unstable();
+    let before = counter.loads();
+    let mut lat_ns = Vec::with_capacity(targets.len());
+    let mut bad = 0u64;
+    let t0 = Instant::now();
+    for (j, &(i, oid)) in targets.iter().enumerate() {
+        let a = Instant::now();
+        let obj = conn.get::<Item>(oid)?;
+        if obj.read()?.n != i {
+            bad += 1;
+        }
+        lat_ns.push(u64::try_from(a.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        drop(obj);
+        let done = j as u64 + 1;
+        if done.is_multiple_of(OPS_PER_TRANSACTION) {
+            conn.abort()?;
+            if t0.elapsed() > MAX_LOOP_TIME {
+                break;
+            }
+        }
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let after = counter.loads();
+    items::close(conn)?;
+    Ok(Loads {
+        seconds,
+        lat_ns,
+        bad,
+        records: after.records - before.records,
+        requests: after.requests - before.requests,
+        rt_ns,
+    })
+}

@@ -1,0 +1,599 @@
+//! The `durus` command: argument parsing only; the work is in
+//! `durus_cli::tools`, `durus_cli::bench` and `durus_core::server`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use durus_cli::bench::model::Model;
+use durus_cli::bench::{self, Mode, RunOptions, Variant, WorkerOptions};
+use durus_cli::tools::{self, Fsync, FsyncPolicy, ServeOptions, Target};
+use durus_core::server::{Address, UnixSocketOptions, DEFAULT_HOST, DEFAULT_PORT};
+use durus_core::server::{ServerConfig, DEFAULT_CLIENT_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+use durus_core::Oid;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "durus", about = "Serve, pack and inspect durus-rs databases")]
+struct Cli {
+    /// More log lines on stderr (-v: info, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a storage server (Durus protocol 1).
+    Serve(ServeArgs),
+    /// Stop a running server gracefully.
+    Stop(ServerArgs),
+    /// Remove objects unreachable from the root.
+    Pack(TargetArgs),
+    /// Count reachable objects by class (count and bytes).
+    Census(TargetArgs),
+    /// Show one object as JSON.
+    Show {
+        /// The object's oid.
+        oid: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// List the objects that refer to an oid.
+    Referrers {
+        /// The referred-to oid.
+        oid: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Check a storage file's structure.
+    Verify(TargetArgs),
+    /// Repair a storage file's torn tail.
+    Repair(TargetArgs),
+    /// Run a benchmark workload (as the Python peer's harness does).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// W4: C clients commit to their own counters for D seconds.
+    W4(CounterRunArgs),
+    /// W5: C clients increment one hot counter for D seconds.
+    W5(CounterRunArgs),
+    /// A bare TCP round trip on loopback (the bound of server workloads).
+    Pingpong {
+        #[arg(long, default_value_t = 100_000)]
+        rounds: u64,
+        #[arg(long, default_value_t = 9)]
+        request: usize,
+        #[arg(long, default_value_t = 120)]
+        reply: usize,
+        /// Connections doing round trips at once.
+        #[arg(long, default_value_t = 1)]
+        pairs: usize,
+    },
+    /// W1: insert N items, committing every B (embedded or through a server).
+    W1(W1Args),
+    /// W2: cold read of the items W1 wrote, in key order.
+    W2(W2Args),
+    /// W3: K random point loads through a server.
+    W3(W3Args),
+    /// W6's build: W1 embedded with N = 1,000,000 and B = 10,000.
+    W6build(W6BuildArgs),
+    /// W6: open a large file and load its root.
+    W6open(W6OpenArgs),
+    /// W6: pack a large file once.
+    W6pack(W6PackArgs),
+    /// W7: delete every odd item of a copy of the W1 file, then pack it.
+    W7(W7Args),
+    /// One W4/W5 client process (started by `w4` and `w5`).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Args)]
+struct CounterRunArgs {
+    /// C: the number of client processes.
+    #[arg(long)]
+    c: usize,
+    /// D: the timed region in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// The database file (removed first).
+    #[arg(long)]
+    db: PathBuf,
+    /// merge (a `#[merge(sum)]` counter) or abort-retry (a plain counter).
+    #[arg(long, value_enum, default_value_t = Variant::AbortRetry)]
+    variant: Variant,
+    /// The fsync policy of the server the run starts.
+    #[arg(long, value_enum, default_value = "never")]
+    fsync: Fsync,
+    /// Use this running server (HOST:PORT) instead of starting one.
+    #[arg(long)]
+    server: Option<String>,
+}
+
+/// What every item workload takes.
+#[derive(Args)]
+struct ItemArgs {
+    /// The database file.
+    #[arg(long)]
+    db: PathBuf,
+    /// The fsync policy of the file storage (embedded, or the server the
+    /// run starts). never is Durus 4.3's behaviour, the like-for-like one.
+    #[arg(long, value_enum, default_value = "never")]
+    fsync: Fsync,
+    /// Use this running server (HOST:PORT) instead of starting one.
+    #[arg(long)]
+    server: Option<String>,
+}
+
+#[derive(Args)]
+struct W1Args {
+    #[arg(long, value_enum)]
+    target: bench::items::Target,
+    /// N: items inserted.
+    #[arg(long)]
+    n: u64,
+    /// B: items per commit.
+    #[arg(long, default_value_t = 1000)]
+    batch: u64,
+    #[command(flatten)]
+    common: ItemArgs,
+}
+
+#[derive(Args)]
+struct W2Args {
+    #[arg(long, value_enum)]
+    target: bench::items::Target,
+    /// N: the items W1 wrote.
+    #[arg(long)]
+    n: u64,
+    #[command(flatten)]
+    common: ItemArgs,
+}
+
+#[derive(Args)]
+struct W3Args {
+    /// N: the items W1 wrote.
+    #[arg(long)]
+    n: u64,
+    /// K: distinct items loaded.
+    #[arg(long)]
+    k: u64,
+    #[command(flatten)]
+    common: ItemArgs,
+}
+
+#[derive(Args)]
+struct W6BuildArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    n: u64,
+    #[arg(long, default_value_t = 10_000)]
+    batch: u64,
+    #[command(flatten)]
+    common: ItemArgs,
+}
+
+#[derive(Args)]
+struct W6OpenArgs {
+    #[arg(long)]
+    n: u64,
+    /// unpacked (as built) or packed: a label for the file's state.
+    #[arg(long, value_enum)]
+    variant: FileState,
+    #[command(flatten)]
+    common: ItemArgs,
+}
+
+#[derive(Args)]
+struct W6PackArgs {
+    #[arg(long)]
+    n: u64,
+    #[command(flatten)]
+    common: ItemArgs,
+}
+
+#[derive(Args)]
+struct W7Args {
+    /// The W1-emb file (copied to --db, not changed).
+    #[arg(long)]
+    src: PathBuf,
+    /// N: the items in it.
+    #[arg(long)]
+    n: u64,
+    /// Deletions per commit.
+    #[arg(long, default_value_t = 1000)]
+    batch: u64,
+    #[command(flatten)]
+    common: ItemArgs,
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    #[arg(long, value_enum)]
+    mode: Mode,
+    /// The server (HOST:PORT or socket path).
+    #[arg(long, conflicts_with = "port")]
+    server: Option<String>,
+    /// The server's port on 127.0.0.1 (as the Python harness passes it).
+    #[arg(long)]
+    port: Option<u16>,
+    #[arg(long)]
+    idx: usize,
+    /// The start instant T0, in seconds since the Unix epoch.
+    #[arg(long)]
+    start_at: f64,
+    #[arg(long)]
+    duration: f64,
+    #[arg(long, value_enum, default_value_t = Variant::AbortRetry)]
+    variant: Variant,
+    /// The counter's oid, instead of the root's `c<idx>` or `hot`.
+    #[arg(long)]
+    oid: Option<u64>,
+    /// Stop after this many successful commits.
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Server host.
+    #[arg(long, default_value = DEFAULT_HOST)]
+    host: String,
+    /// Server port.
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// A Unix-domain socket path instead of host and port.
+    #[arg(long, conflicts_with_all = ["host", "port"])]
+    address: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    fn address(&self) -> Address {
+        match &self.address {
+            Some(path) => Address::Unix(path.clone()),
+            None => Address::tcp(self.host.clone(), self.port),
+        }
+    }
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// A storage file (otherwise a server is used).
+    #[arg(value_name = "FILE", conflicts_with_all = ["file", "host", "port", "address"])]
+    path: Option<PathBuf>,
+    /// A storage file, as an option.
+    #[arg(long, conflicts_with_all = ["host", "port", "address"])]
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+impl TargetArgs {
+    /// The storage file given, positional or `--file`.
+    fn file(&self) -> Option<PathBuf> {
+        self.path.clone().or_else(|| self.file.clone())
+    }
+
+    fn target(&self) -> Target {
+        match self.file() {
+            Some(f) => Target::File(f),
+            None => Target::Server(self.server.address()),
+        }
+    }
+}
+
+/// The state of a W6 file, a label in its result line.
+#[derive(Clone, Copy, ValueEnum)]
+enum FileState {
+    /// As built.
+    Unpacked,
+    /// After a pack.
+    Packed,
+}
+
+impl FileState {
+    fn name(self) -> &'static str {
+        match self {
+            FileState::Unpacked => "unpacked",
+            FileState::Packed => "packed",
+        }
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// The storage file; without it, a new temporary database.
+    #[arg(value_name = "FILE", conflicts_with = "file")]
+    path: Option<PathBuf>,
+    /// The storage file, as an option.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Owner (name or uid) of the Unix-domain socket.
+    #[arg(long, requires = "address")]
+    owner: Option<String>,
+    /// Group (name or gid) of the Unix-domain socket.
+    #[arg(long, requires = "address")]
+    group: Option<String>,
+    /// Permission bits to clear on the Unix-domain socket, in octal (e.g. 077).
+    #[arg(long, requires = "address", value_parser = parse_octal)]
+    umask: Option<u32>,
+    /// fsync every commit before acknowledging it, or never.
+    #[arg(long, value_enum, default_value = "always")]
+    fsync: Fsync,
+    /// Pack in the background after this many bytes committed (0: never).
+    #[arg(long, default_value_t = 0)]
+    gcbytes: u64,
+    /// Seconds a client may take to finish a request or a commit exchange.
+    #[arg(long, default_value_t = Seconds(DEFAULT_CLIENT_TIMEOUT))]
+    timeout: Seconds,
+    /// Most clients connected at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+}
+
+/// A duration given in seconds (fractions allowed).
+#[derive(Clone, Copy, Debug)]
+struct Seconds(Duration);
+
+impl std::str::FromStr for Seconds {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Seconds, String> {
+        let seconds: f64 = s.parse().map_err(|e| format!("{e}"))?;
+        Duration::try_from_secs_f64(seconds)
+            .map(Seconds)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
+fn parse_octal(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("durus: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> durus_core::Result<ExitCode> {
+    match command {
+        Command::Serve(a) => {
+            let options = ServeOptions {
+                file: a.path.or(a.file),
+                fsync: a.fsync.into(),
+                config: ServerConfig {
+                    address: a.server.address(),
+                    unix: UnixSocketOptions {
+                        owner: a.owner,
+                        group: a.group,
+                        umask: a.umask,
+                    },
+                    gcbytes: a.gcbytes,
+                    client_timeout: a.timeout.0,
+                    max_connections: a.max_connections,
+                },
+            };
+            tools::serve(options, &mut std::io::stdout())?;
+        }
+        Command::Stop(a) => {
+            let address = a.address();
+            if !tools::stop(&address, Duration::from_secs(10))? {
+                eprintln!("durus: no server is running on {address}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Pack(t) => tools::pack(&t.target())?,
+        Command::Census(t) => {
+            let mut storage = tools::open_storage(&t.target(), FsyncPolicy::Always)?;
+            let lines = tools::census(storage.as_mut(), &tools::progress("objects"))?;
+            println!("{:>10} {:>14}  class", "count", "bytes");
+            for l in lines {
+                println!("{:>10} {:>14}  {}", l.count, l.bytes, l.class);
+            }
+        }
+        Command::Show { oid, target } => {
+            let mut storage = tools::open_storage(&target.target(), FsyncPolicy::Always)?;
+            println!("{}", tools::show(storage.as_mut(), Oid(oid))?);
+        }
+        Command::Referrers { oid, target } => {
+            let mut storage = tools::open_storage(&target.target(), FsyncPolicy::Always)?;
+            let found = tools::referrers(storage.as_mut(), Oid(oid), &tools::progress("objects"))?;
+            for r in found {
+                println!("{r}");
+            }
+        }
+        Command::Bench(b) => return bench(b),
+        Command::Verify(t) => {
+            let Some(path) = t.file() else {
+                eprintln!("durus: verify works on a storage file: give its path");
+                return Ok(ExitCode::FAILURE);
+            };
+            if !tools::verify(&path, &mut std::io::stdout())? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Repair(t) => {
+            let Some(path) = t.file() else {
+                eprintln!("durus: repair works on a storage file: give its path");
+                return Ok(ExitCode::FAILURE);
+            };
+            tools::repair(&path, &mut std::io::stdout())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
+    match command {
+        BenchCommand::W4(a) => return counter_run(Mode::W4, a),
+        BenchCommand::W5(a) => return counter_run(Mode::W5, a),
+        BenchCommand::Pingpong {
+            rounds,
+            request,
+            reply,
+            pairs,
+        } => println!(
+            "RESULT {}",
+            bench::pingpong::run(rounds, request, reply, pairs)?
+        ),
+        BenchCommand::W1(a) => {
+            let opts = bench::w1::Options {
+                target: a.target,
+                n: a.n,
+                batch: a.batch,
+                workload: "W1".into(),
+                common: item_common(a.common)?,
+            };
+            return report(bench::w1::run(&opts)?);
+        }
+        BenchCommand::W6build(a) => {
+            let opts = bench::w1::Options {
+                target: bench::items::Target::Embedded,
+                n: a.n,
+                batch: a.batch,
+                workload: "W6build".into(),
+                common: item_common(a.common)?,
+            };
+            return report(bench::w1::run(&opts)?);
+        }
+        BenchCommand::W2(a) => {
+            let opts = bench::w2::Options {
+                target: a.target,
+                n: a.n,
+                common: item_common(a.common)?,
+            };
+            return report(bench::w2::run(&opts)?);
+        }
+        BenchCommand::W3(a) => {
+            let opts = bench::w3::Options {
+                n: a.n,
+                k: a.k,
+                common: item_common(a.common)?,
+            };
+            return report(bench::w3::run(&opts)?);
+        }
+        BenchCommand::W6open(a) => {
+            let opts = bench::w6::Options {
+                n: a.n,
+                variant: a.variant.name().into(),
+                common: item_common(a.common)?,
+            };
+            return report(bench::w6::open(&opts)?);
+        }
+        BenchCommand::W6pack(a) => {
+            let opts = bench::w6::Options {
+                n: a.n,
+                variant: String::new(),
+                common: item_common(a.common)?,
+            };
+            return report(bench::w6::pack(&opts)?);
+        }
+        BenchCommand::W7(a) => {
+            let opts = bench::w7::Options {
+                src: a.src,
+                n: a.n,
+                batch: a.batch,
+                common: item_common(a.common)?,
+            };
+            return report(bench::w7::run(&opts)?);
+        }
+        BenchCommand::Worker(a) => {
+            let server = match (a.server, a.port) {
+                (Some(s), _) => s,
+                (None, Some(port)) => format!("127.0.0.1:{port}"),
+                (None, None) => format!("{DEFAULT_HOST}:{DEFAULT_PORT}"),
+            };
+            let opts = WorkerOptions {
+                mode: a.mode,
+                variant: a.variant,
+                server,
+                idx: a.idx,
+                oid: a.oid.map(Oid),
+                start_at: a.start_at,
+                duration: a.duration,
+                count: a.count,
+            };
+            let outcome = bench::counters::run_worker::<Model>(&opts)?;
+            println!("RESULT {}", outcome.record());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn item_common(a: ItemArgs) -> durus_core::Result<bench::items::Common> {
+    let fsync = a.fsync.into();
+    eprintln!(
+        "durus bench: fsync {} ({})",
+        bench::items::fsync_name(fsync),
+        match fsync {
+            FsyncPolicy::Never => "as Durus 4.3: the like-for-like comparison",
+            FsyncPolicy::Always => "every commit is on disk before it returns",
+        }
+    );
+    Ok(bench::items::Common {
+        db: a.db,
+        fsync,
+        server: a.server,
+        exe: std::env::current_exe().map_err(durus_core::Error::Io)?,
+    })
+}
+
+/// Prints the result line; fails when the run checked and failed.
+fn report(rec: bench::json::Record) -> durus_core::Result<ExitCode> {
+    println!("RESULT {rec}");
+    if rec.verified() == Some(false) {
+        eprintln!("durus: verification failed");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn counter_run(mode: Mode, a: CounterRunArgs) -> durus_core::Result<ExitCode> {
+    let exe = std::env::current_exe().map_err(durus_core::Error::Io)?;
+    let opts = RunOptions {
+        clients: a.c,
+        duration: a.duration,
+        db: a.db,
+        variant: a.variant,
+        fsync: a.fsync.into(),
+        server: a.server,
+        exe,
+    };
+    let rec = match mode {
+        Mode::W4 => bench::w4::run::<Model>(&opts)?,
+        Mode::W5 => bench::w5::run::<Model>(&opts)?,
+    };
+    println!("RESULT {rec}");
+    let verified = rec.verified() == Some(true);
+    if !verified {
+        eprintln!("durus: {} verification failed", mode.name());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,232 @@
+//! The work behind the `durus` command: serve, stop, pack, and tools that
+//! look inside a database (census, show, referrers). The binary only parses
+//! arguments and calls these.
+
+mod inspect;
+mod json;
+
+pub use inspect::{census, referrers, show, traverse, ClassCount};
+pub use json::record_json;
+
+use durus_core::error::{Error, Result};
+use durus_core::hub::Hub;
+use durus_core::internals;
+use durus_core::internals::protocol::{QuitRequest, Request};
+use durus_core::server::Address;
+use durus_core::server::{Server, ServerConfig};
+pub use durus_core::storage::FsyncPolicy;
+
+use durus_core::error::StorageError;
+use durus_core::storage::file;
+use durus_core::storage::{ClientStorage, FileOptions, FileStorage, Storage};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The command's `--fsync` choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fsync {
+    /// Every commit is on disk before it is acknowledged.
+    Always,
+    /// Never fsync, as Durus 4.3 does.
+    Never,
+}
+
+impl From<Fsync> for FsyncPolicy {
+    fn from(fsync: Fsync) -> FsyncPolicy {
+        match fsync {
+            Fsync::Always => FsyncPolicy::Always,
+            Fsync::Never => FsyncPolicy::Never,
+        }
+    }
+}
+
+/// The name of a policy on the command line and in result lines.
+pub fn fsync_name(policy: FsyncPolicy) -> &'static str {
+    match policy {
+        FsyncPolicy::Always => "always",
+        FsyncPolicy::Never => "never",
+    }
+}
+
+/// A progress line for long work, `LABEL: COUNT`, redrawn on stderr at
+/// most five times a second, and only when stderr is a terminal; cleared
+/// when done or dropped.
+pub fn progress(label: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5))
+        .with_finish(ProgressFinish::AndClear);
+    if let Ok(style) = ProgressStyle::with_template("{msg}: {pos}") {
+        bar.set_style(style);
+    }
+    bar.set_message(label.to_string());
+    bar
+}
+
+/// A database to work on: a file, or a running server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A storage file, opened directly (no server may have it open).
+    File(PathBuf),
+    /// A storage server.
+    Server(Address),
+}
+
+/// Opens the storage of `target`.
+pub fn open_storage(target: &Target, fsync: FsyncPolicy) -> Result<Box<dyn Storage>> {
+    match target {
+        Target::Server(address) => Ok(Box::new(ClientStorage::connect_to(address)?)),
+        Target::File(path) => open_file(path, fsync),
+    }
+}
+
+fn open_file(path: &std::path::Path, fsync: FsyncPolicy) -> Result<Box<dyn Storage>> {
+    Ok(Box::new(FileStorage::open_with(
+        path,
+        FileOptions::new().fsync(fsync),
+    )?))
+}
+
+/// What `durus serve` does.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// The storage file; `None` serves a new temporary database.
+    pub file: Option<PathBuf>,
+    /// When commits are made durable.
+    pub fsync: FsyncPolicy,
+    /// Listening address, timeouts, background pack threshold.
+    pub config: ServerConfig,
+}
+
+/// Serves a storage until a client sends `Q`. Writes `serving on ADDRESS`
+/// to `announce` once listening (the real port when port 0 was asked for).
+/// Without a file, as Durus does, it serves a new temporary file, removed
+/// when the server stops.
+pub fn serve(options: ServeOptions, announce: &mut dyn Write) -> Result<()> {
+    let (path, temporary) = match &options.file {
+        Some(path) => (path.clone(), false),
+        None => (temporary_file(), true),
+    };
+    let served = serve_file(&path, options, announce);
+    if temporary {
+        for suffix in ["", ".pack", ".prepack"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    served
+}
+
+fn serve_file(path: &Path, options: ServeOptions, announce: &mut dyn Write) -> Result<()> {
+    let storage = open_file(path, options.fsync)?;
+    let server = Server::bind(Hub::from_boxed(storage), options.config)?;
+    let address = server.local_address()?;
+    writeln!(announce, "serving on {address}")
+        .and_then(|()| announce.flush())
+        .map_err(Error::Io)?;
+    server.serve()
+}
+
+fn temporary_file() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!("durus-{}-{nanos}.durus", std::process::id()))
+}
+
+/// Checks the structure of a storage file and writes what it found to `out`.
+/// Returns whether the file is sound.
+pub fn verify(path: &Path, out: &mut dyn Write) -> Result<bool> {
+    let progress = progress("records");
+    let report = file::verify_with_progress(path, &mut |n| progress.set_position(n))?;
+    progress.finish_and_clear();
+    let w = |e| Error::Io(e);
+    writeln!(
+        out,
+        "{}: {} bytes, {} records in the initial transaction, {} map words, {} holes, \
+         {} later transactions, {} objects, {} references ({} dangling)",
+        path.display(),
+        report.file_len,
+        report.initial_records,
+        report.map_words,
+        report.holes,
+        report.transactions,
+        report.objects,
+        report.refs,
+        report.dangling
+    )
+    .map_err(w)?;
+    for problem in &report.problems {
+        writeln!(out, "problem at {problem}").map_err(w)?;
+    }
+    writeln!(out, "{}", if report.is_ok() { "ok" } else { "NOT OK" }).map_err(w)?;
+    Ok(report.is_ok())
+}
+
+/// Truncates a torn last transaction of a storage file, first saying what
+/// it will cut. Returns whether anything was cut.
+pub fn repair(path: &Path, out: &mut dyn Write) -> Result<bool> {
+    let w = |e| Error::Io(e);
+    match FileStorage::open_with(path, FileOptions::new().read_only(true)) {
+        Ok(_) => {
+            writeln!(
+                out,
+                "{}: no torn transaction, nothing to cut",
+                path.display()
+            )
+            .map_err(w)?;
+            return Ok(false);
+        }
+        Err(Error::Storage(StorageError::TornTail {
+            offset,
+            bytes,
+            message,
+        })) => writeln!(
+            out,
+            "{}: cutting {bytes} bytes at offset {offset}: {message}",
+            path.display()
+        )
+        .map_err(w)?,
+        Err(e) => return Err(e),
+    }
+    let report = file::repair(path)?;
+    writeln!(out, "{}: now {} bytes", path.display(), report.file_len).map_err(w)?;
+    Ok(report.cut.is_some())
+}
+
+/// Asks the server at `address` to stop, and waits (up to `wait`) until it
+/// no longer accepts connections. `Ok(false)` when no server was running.
+pub fn stop(address: &Address, wait: Duration) -> Result<bool> {
+    let Ok(mut stream) = internals::connect(address) else {
+        return Ok(false);
+    };
+    let mut out = Vec::new();
+    Request::Quit(QuitRequest).encode(&mut out);
+    stream
+        .write_all(&out)
+        .map_err(|e| Error::io(format!("send quit to {address}"), e))?;
+    drop(stream);
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if internals::connect(address).is_err() {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(Error::io(
+        format!("stop {address}"),
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "server still accepting connections",
+        ),
+    ))
+}
+
+/// Packs the storage of `target`.
+pub fn pack(target: &Target) -> Result<()> {
+    let mut storage = open_storage(target, FsyncPolicy::Always)?;
+    storage.pack()?;
+    storage.close()
+}
