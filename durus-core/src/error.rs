@@ -111,6 +111,11 @@ pub enum StorageError {
         bytes: u64,
         message: String,
     },
+    /// A commit was sent but its answer never came back (the connection to
+    /// a database server was lost while it committed, or its COMMIT
+    /// failed): the commit may or may not have been applied. Abort,
+    /// reconnect, and look at the data before doing it again.
+    CommitOutcomeUnknown(String),
 }
 
 /// A peer that broke the wire protocol.
@@ -261,6 +266,10 @@ impl fmt::Display for StorageError {
                 f,
                 "torn last transaction at offset {offset} ({bytes} bytes to the end of the file): \
                  {message}; open with repair to truncate it"
+            ),
+            StorageError::CommitOutcomeUnknown(why) => write!(
+                f,
+                "commit outcome unknown (it may or may not have been applied): {why}"
             ),
         }
     }

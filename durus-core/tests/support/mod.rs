@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub mod conformance;
+#[cfg(feature = "postgres")]
+pub mod pg;
 
 /// The Python interpreter of a virtual environment with `durus==4.3`.
 ///
