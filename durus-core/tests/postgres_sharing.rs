@@ -472,3 +472,68 @@ fn object_rows(url: &str) -> i64 {
         .expect("count")
         .get(0)
 }
+
+/// A commit too large to send as literals (records bound as parameters)
+/// is whole; a commit the server refuses halfway writes nothing, on both
+/// paths, and says so (not "outcome unknown").
+#[test]
+fn large_commits_and_refused_writes_are_whole() -> Result<()> {
+    let Some(cluster) = pg::cluster() else {
+        return Ok(());
+    };
+    let url = setup(&cluster, "large_and_refused");
+    let big = |n: usize| -> Vec<PRef<Counter>> {
+        (0..n)
+            .map(|i| {
+                PRef::new(Counter {
+                    hits: i as i64,
+                    label: "x".repeat(1_000),
+                })
+            })
+            .collect()
+    };
+    let conn = open(&url);
+    let root: PRef<Root> = conn.root()?;
+    root.write()?.items = big(400); // about 400 KB
+    conn.commit()?;
+    let other = open(&url);
+    let root_other: PRef<Root> = other.root()?;
+    let sum: i64 = root_other
+        .read()?
+        .items
+        .iter()
+        .map(|c| c.read().map(|c| c.hits))
+        .sum::<Result<i64>>()?;
+    assert_eq!(sum, 399 * 400 / 2);
+
+    // The server refuses any row whose label is "refuse" (a trigger).
+    let mut sql = pg::Cluster::client(&url);
+    sql.batch_execute(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF position('refuse' in encode(NEW.data, 'escape')) > 0 THEN \
+             RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON durus_object \
+           FOR EACH ROW EXECUTE FUNCTION refuse()",
+    )
+    .expect("trigger");
+    let rows = object_rows(&url);
+    for n in [1, 400] {
+        let (x, y) = counters(&conn);
+        x.write()?.hits = 1_000;
+        root.write()?.items.extend(big(n));
+        y.write()?.label = "refuse".into();
+        let err = conn.commit().expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("refused by the test"), "{text}");
+        assert!(!text.contains("outcome unknown"), "{text}");
+        conn.abort()?;
+        assert_eq!(object_rows(&url), rows, "nothing written ({n} new objects)");
+        assert_eq!(x.read()?.hits, 0);
+    }
+    // The storage goes on.
+    let (x, _) = counters(&conn);
+    x.write()?.hits = 7;
+    conn.commit()?;
+    assert_eq!(hits(&url).0, 7);
+    Ok(())
+}

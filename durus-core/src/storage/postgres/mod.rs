@@ -26,8 +26,10 @@ use ::postgres::{Client, NoTls, SimpleQueryMessage, Statement};
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// How many oids one `new_oid` round trip reserves.
-const OID_BATCH: i32 = 32;
+/// The most blocks of `sql::OID_BLOCK` oids one `new_oid` round trip
+/// reserves. The first reservation of a transaction takes one block;
+/// a transaction that makes many objects takes more at a time.
+const MAX_OID_BLOCKS: u64 = 32;
 
 /// How many referenced records a load brings along (as over a socket: a
 /// round trip costs far more than a record).
@@ -39,6 +41,10 @@ const MAX_BULK: usize = 10_000;
 /// The most record bytes one write statement carries; a larger commit
 /// takes several statements (still one SQL transaction).
 const MAX_WRITE_BYTES: usize = 32 << 20;
+
+/// The most record bytes a commit sends as literals, in the same round
+/// trip as its COMMIT (twice as many characters, in hex).
+const MAX_INLINE_BYTES: usize = 256 << 10;
 
 /// How many times schema creation is tried when another process makes it
 /// at the same moment.
@@ -64,6 +70,8 @@ pub struct PgStorage {
     /// later are invalid for it until it syncs.
     last_tid: i64,
     transaction: ClientTransaction,
+    /// Oids handed out since the last `begin` (sizes the next reservation).
+    oids_used: u64,
     /// Where it connected, for messages (no password).
     target: String,
 }
@@ -102,6 +110,7 @@ impl PgStorage {
             session: Some(session),
             last_tid: 0,
             transaction: ClientTransaction::default(),
+            oids_used: 0,
             target,
         };
         let session = storage.session()?;
@@ -179,21 +188,22 @@ impl PgStorage {
         let new_tid = tid
             .checked_add(1)
             .ok_or_else(|| other("out of tids".into()))?;
-        let written = self.session().and_then(|s| s.write(new_tid, records));
-        if let Err(e) = written {
-            self.rollback_quietly();
-            return Err(e);
+        let written = self
+            .session()
+            .and_then(|s| s.write_and_commit(new_tid, records));
+        match written {
+            Ok(()) => {
+                self.last_tid = new_tid;
+                Ok(())
+            }
+            Err(Error::Storage(StorageError::CommitOutcomeUnknown(why))) => Err(Error::Storage(
+                StorageError::CommitOutcomeUnknown(format!("{why} (database {})", self.target)),
+            )),
+            Err(e) => {
+                self.rollback_quietly();
+                Err(e)
+            }
         }
-        let session = self.session()?;
-        if let Err(e) = session.client.batch_execute(sql::FINISH_COMMIT) {
-            return Err(Error::Storage(StorageError::CommitOutcomeUnknown(format!(
-                "PostgreSQL at {}: {}",
-                self.target,
-                describe_error(&e)
-            ))));
-        }
-        self.last_tid = new_tid;
-        Ok(())
     }
 
     fn pack_locked(&mut self) -> Result<()> {
@@ -279,28 +289,50 @@ impl Session {
         Ok((tid, oids))
     }
 
-    /// Writes `records` at `tid` (statements of at most `MAX_WRITE_BYTES`),
-    /// inside the commit's SQL transaction.
-    fn write(&mut self, tid: i64, records: Vec<(Oid, Vec<u8>)>) -> Result<()> {
-        // The last record of an oid wins, as in a Durus transaction.
-        let mut last: HashMap<Oid, usize> = HashMap::with_capacity(records.len());
-        for (i, (oid, _)) in records.iter().enumerate() {
-            last.insert(*oid, i);
-        }
-        let mut batch = WriteBatch::default();
-        for (i, (oid, rec)) in records.into_iter().enumerate() {
-            if last.get(&oid) != Some(&i) {
-                continue;
+    /// Writes `records` at `tid` and commits; `Ok(false)` when the
+    /// commit failed before COMMIT ran (nothing written, the SQL
+    /// transaction still to roll back) is not returned: such a failure is
+    /// an `Err` that is not [`StorageError::CommitOutcomeUnknown`].
+    ///
+    /// A small commit is one round trip (the records as literals, then
+    /// COMMIT and the WAL flush); a large one binds them as parameters, in
+    /// statements of at most `MAX_WRITE_BYTES`, then commits.
+    fn write_and_commit(&mut self, tid: i64, records: Vec<(Oid, Vec<u8>)>) -> Result<()> {
+        let batches = write_batches(records)?;
+        if let [batch] = batches.as_slice() {
+            if batch.bytes <= MAX_INLINE_BYTES {
+                let text = sql::write_and_commit(tid, batch);
+                return match self.client.batch_execute(&text) {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(self.failed_commit(&e)),
+                };
             }
-            batch.push(oid, rec)?;
-            if batch.bytes >= MAX_WRITE_BYTES {
-                self.write_batch(tid, std::mem::take(&mut batch))?;
-            }
         }
-        if !batch.oids.is_empty() {
+        for batch in batches {
             self.write_batch(tid, batch)?;
         }
-        Ok(())
+        self.client
+            .batch_execute(sql::FINISH_COMMIT)
+            .map_err(|e| self.failed_commit(&e))
+    }
+
+    /// The error of a round trip that held COMMIT. When the server says
+    /// the SQL transaction is still open and failed, COMMIT never ran:
+    /// nothing was written. Otherwise (the connection broke, or COMMIT or
+    /// the flush failed) the outcome is unknown.
+    fn failed_commit(&mut self, e: &::postgres::Error) -> Error {
+        use ::postgres::error::SqlState;
+        if e.as_db_error().is_some() {
+            if let Err(probe) = self.client.batch_execute("SELECT 1") {
+                if probe.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) {
+                    return pg_error("write records", e);
+                }
+            }
+        }
+        Error::Storage(StorageError::CommitOutcomeUnknown(format!(
+            "postgresql: {}",
+            describe_error(e)
+        )))
     }
 
     fn write_batch(&mut self, tid: i64, batch: WriteBatch) -> Result<()> {
@@ -321,6 +353,29 @@ impl Session {
     }
 }
 
+/// The records to write, in batches of at most `MAX_WRITE_BYTES`; the
+/// last record of an oid wins, as in a Durus transaction.
+fn write_batches(records: Vec<(Oid, Vec<u8>)>) -> Result<Vec<WriteBatch>> {
+    let mut last: HashMap<Oid, usize> = HashMap::with_capacity(records.len());
+    for (i, (oid, _)) in records.iter().enumerate() {
+        last.insert(*oid, i);
+    }
+    let mut out = vec![WriteBatch::default()];
+    for (i, (oid, rec)) in records.into_iter().enumerate() {
+        if last.get(&oid) != Some(&i) {
+            continue;
+        }
+        let full = out.last().is_none_or(|b| b.bytes >= MAX_WRITE_BYTES);
+        if full {
+            out.push(WriteBatch::default());
+        }
+        if let Some(batch) = out.last_mut() {
+            batch.push(oid, rec)?;
+        }
+    }
+    Ok(out)
+}
+
 /// The parameters of one write statement (see `sql::WRITE`).
 #[derive(Default)]
 struct WriteBatch {
@@ -333,6 +388,16 @@ struct WriteBatch {
 }
 
 impl WriteBatch {
+    /// The refs of the `i`th record.
+    fn refs_of(&self, i: usize) -> &[i64] {
+        let (Some(lo), Some(hi)) = (self.lo.get(i), self.hi.get(i)) else {
+            return &[];
+        };
+        self.refs
+            .get((*lo as usize).saturating_sub(1)..*hi as usize)
+            .unwrap_or_default()
+    }
+
     fn push(&mut self, oid: Oid, rec: Vec<u8>) -> Result<()> {
         let view = record::unpack(&rec)?;
         if view.oid != oid {
@@ -549,25 +614,29 @@ impl Storage for PgStorage {
 
     fn new_oid(&mut self) -> Result<Oid> {
         let mut transaction = std::mem::take(&mut self.transaction);
+        let blocks = (self.oids_used / sql::OID_BLOCK).clamp(1, MAX_OID_BLOCKS);
         let oid = transaction.new_oid(|| {
             let session = self.session()?;
             let rows = session
                 .client
-                .query(&session.new_oids, &[&OID_BATCH])
+                .query(&session.new_oids, &[&(blocks as i32)])
                 .map_err(|e| pg_error("reserve oids", &e))?;
-            let mut oids: Vec<Oid> = rows
-                .iter()
-                .map(|r| Oid(r.get::<_, i64>(0) as u64))
-                .collect();
+            let mut oids: Vec<Oid> = Vec::with_capacity(rows.len() * sql::OID_BLOCK as usize);
+            for row in rows {
+                let first = row.get::<_, i64>(0) as u64;
+                oids.extend((first..first + sql::OID_BLOCK).map(Oid));
+            }
             oids.sort_unstable();
             Ok(oids)
         });
         self.transaction = transaction;
+        self.oids_used += 1;
         oid
     }
 
     fn begin(&mut self) {
         self.transaction.begin();
+        self.oids_used = 0;
     }
 
     fn store(&mut self, oid: Oid, record: Vec<u8>) -> Result<()> {
@@ -652,6 +721,17 @@ mod tests {
         assert_eq!(b.oids, vec![1, 2]);
         assert_eq!(b.refs, vec![2, 3]);
         assert_eq!((b.lo.clone(), b.hi.clone()), (vec![1, 3], vec![2, 2]));
+        assert_eq!((b.refs_of(0), b.refs_of(1)), (&[2, 3][..], &[][..]));
+        let text = sql::write_and_commit(7, &b);
+        assert!(
+            text.starts_with(
+                "INSERT INTO durus_object (oid, tid, data, refs) VALUES \
+                 (1,7,decode('0000000000000001000000016100000000000000020000000000000003','hex'),\
+                 '{2,3}'::bigint[]),(2,7,decode('"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("'{}'::bigint[])"), "{text}");
         let wrong = record::pack(Oid(5), b"c", &[]).unwrap();
         assert!(b.push(Oid(6), wrong).is_err());
     }

@@ -31,7 +31,8 @@ pub(crate) const SELECT_SCHEMA_VERSION: &str = "SELECT version FROM durus_schema
 ///   wrote it (indexed: the invalidations since a tid).
 /// - `durus_removed`: oids a pack removed and the tid of that pack, so
 ///   that other clients learn of them as invalidations.
-/// - `durus_oid_seq`: new oids, from 0 (the root).
+/// - `durus_oid_seq`: new oids, from 0 (the root), in blocks of
+///   [`OID_BLOCK`]: value `v` stands for oids `v .. v + OID_BLOCK`.
 pub(crate) const CREATE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS durus_commit (
     id integer PRIMARY KEY CHECK (id = 0),
@@ -50,7 +51,7 @@ CREATE TABLE IF NOT EXISTS durus_removed (
     tid bigint NOT NULL
 );
 CREATE INDEX IF NOT EXISTS durus_removed_tid ON durus_removed (tid);
-CREATE SEQUENCE IF NOT EXISTS durus_oid_seq AS bigint MINVALUE 0 START 0;
+CREATE SEQUENCE IF NOT EXISTS durus_oid_seq AS bigint MINVALUE 0 START 0 INCREMENT 32;
 ";
 
 /// Records the schema version (after [`CREATE_SCHEMA`]).
@@ -65,7 +66,14 @@ pub(crate) const LOAD: &str = "SELECT tid, data FROM durus_object WHERE oid = $1
 /// Several records (also the current records of a resolution round).
 pub(crate) const BULK_LOAD: &str = "SELECT oid, tid, data FROM durus_object WHERE oid = ANY($1)";
 
-/// `$1` new oids in one round trip.
+/// How many oids one value of `durus_oid_seq` stands for (its INCREMENT).
+///
+/// PostgreSQL WAL-logs a sequence once every 32 values, and a transaction
+/// that does so must flush the WAL when it commits (an fsync): a block per
+/// value makes that once every 1,024 oids rather than every 32.
+pub(crate) const OID_BLOCK: u64 = 32;
+
+/// `$1` blocks of [`OID_BLOCK`] new oids in one round trip.
 pub(crate) const NEW_OIDS: &str =
     "SELECT nextval('durus_oid_seq') FROM generate_series(1, $1::integer)";
 
@@ -102,6 +110,46 @@ WITH written AS (
         SET tid = EXCLUDED.tid, data = EXCLUDED.data, refs = EXCLUDED.refs
 )
 UPDATE durus_commit SET tid = $1 WHERE id = 0";
+
+/// The rest of a small commit in one simple query: the records of
+/// `batch` as literals in one upsert, the new last tid, COMMIT and the
+/// WAL flush of [`FINISH_COMMIT`]. Only integers and hex digits made here
+/// go into the text.
+pub(crate) fn write_and_commit(tid: i64, batch: &super::WriteBatch) -> String {
+    use std::fmt::Write;
+    let mut q = String::with_capacity(256 + 2 * batch.bytes + 48 * batch.oids.len());
+    q.push_str("INSERT INTO durus_object (oid, tid, data, refs) VALUES ");
+    for (i, (oid, record)) in batch.oids.iter().zip(&batch.records).enumerate() {
+        if i > 0 {
+            q.push(',');
+        }
+        let _ = write!(q, "({oid},{tid},decode('");
+        for byte in record {
+            q.push(hex_digit(byte >> 4));
+            q.push(hex_digit(byte & 15));
+        }
+        q.push_str("','hex'),'{");
+        let refs = batch.refs_of(i);
+        for (j, r) in refs.iter().enumerate() {
+            if j > 0 {
+                q.push(',');
+            }
+            let _ = write!(q, "{r}");
+        }
+        q.push_str("}'::bigint[])");
+    }
+    let _ = write!(
+        q,
+        " ON CONFLICT (oid) DO UPDATE \
+         SET tid = EXCLUDED.tid, data = EXCLUDED.data, refs = EXCLUDED.refs; \
+         UPDATE durus_commit SET tid = {tid} WHERE id = 0; {FINISH_COMMIT}"
+    );
+    q
+}
+
+fn hex_digit(nibble: u8) -> char {
+    char::from_digit(u32::from(nibble), 16).unwrap_or('0')
+}
 
 /// The last round trip of a commit: COMMIT releases the commit lock, then
 /// a transaction with an xid commits synchronously, which flushes the WAL
