@@ -43,8 +43,10 @@ const MAX_BULK: usize = 10_000;
 const MAX_WRITE_BYTES: usize = 32 << 20;
 
 /// The most record bytes a commit sends as literals, in the same round
-/// trip as its COMMIT (twice as many characters, in hex).
-const MAX_INLINE_BYTES: usize = 256 << 10;
+/// trip as its COMMIT (twice as many characters, in hex). Past a few
+/// dozen records, parsing literals costs the server more than binding
+/// parameters saves a round trip.
+const MAX_INLINE_BYTES: usize = 32 << 10;
 
 /// How many times schema creation is tried when another process makes it
 /// at the same moment.
