@@ -291,10 +291,9 @@ impl Session {
         Ok((tid, oids))
     }
 
-    /// Writes `records` at `tid` and commits; `Ok(false)` when the
-    /// commit failed before COMMIT ran (nothing written, the SQL
-    /// transaction still to roll back) is not returned: such a failure is
-    /// an `Err` that is not [`StorageError::CommitOutcomeUnknown`].
+    /// Writes `records` at `tid` and commits. An error that is not
+    /// [`StorageError::CommitOutcomeUnknown`] means COMMIT never ran:
+    /// nothing was written and the SQL transaction is still to roll back.
     ///
     /// A small commit is one round trip (the records as literals, then
     /// COMMIT and the WAL flush); a large one binds them as parameters, in
