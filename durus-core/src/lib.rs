@@ -60,6 +60,8 @@ pub use error::{ConflictError, ConflictKind, Error, Result};
 pub use hub::Hub;
 pub use oid::Oid;
 pub use persistent::{MergeConflict, PRef, Persistent, Status};
+#[cfg(feature = "postgres")]
+pub use storage::PgStorage;
 pub use storage::{ClientStorage, FileOptions, FileStorage, FsyncPolicy, MemoryStorage, Storage};
 
 /// Locks `m`, also when a thread panicked while holding it. A panic in

@@ -9,12 +9,16 @@ mod client;
 mod counting;
 pub mod file;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod transaction;
 
 pub use client::ClientStorage;
 pub use counting::{Counting, Loads, StorageCounts, Written};
 pub use file::{FileOptions, FileStorage, FsyncPolicy};
 pub use memory::MemoryStorage;
+#[cfg(feature = "postgres")]
+pub use postgres::PgStorage;
 pub(crate) use transaction::ClientTransaction;
 
 use crate::error::Result;

@@ -6,6 +6,8 @@ use std::process::Command;
 
 pub mod conformance;
 pub mod faults;
+#[cfg(feature = "postgres")]
+pub mod pg;
 
 /// The Python interpreter of a virtual environment with `durus==4.3`.
 ///
