@@ -221,6 +221,9 @@ enum Variant {
     Memory,
     File,
     Server,
+    /// Each client with its own `PgStorage` on one database: no hub.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Postgres,
 }
 
 /// Fails the next write or fsync of a file when armed.
@@ -345,6 +348,11 @@ struct Stack {
     hub: Hub,
     faults: Arc<Faults>,
     server: Option<support::server::InProcess>,
+    /// The database of the PostgreSQL variant (then `hub` is unused).
+    pg_url: Option<String>,
+    /// Keeps the PostgreSQL cluster running while the history runs.
+    #[cfg(feature = "postgres")]
+    _cluster: Option<Arc<support::pg::Cluster>>,
 }
 
 /// One history.
@@ -406,6 +414,20 @@ fn open_file(path: &std::path::Path, faults: &Arc<FileFaults>) -> FileStorage {
 }
 
 fn stack(variant: Variant, scratch: &Option<support::Scratch>, ff: &Arc<FileFaults>) -> Stack {
+    #[cfg(feature = "postgres")]
+    if variant == Variant::Postgres {
+        let cluster = support::pg::cluster().expect("PostgreSQL for the simulation");
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let url = cluster.new_database(&format!("sim_{n}"));
+        return Stack {
+            hub: Hub::new(MemoryStorage::new()),
+            faults: Arc::new(Faults::default()),
+            server: None,
+            pg_url: Some(url),
+            _cluster: Some(cluster),
+        };
+    }
     let boxed: Box<dyn Storage> = match variant {
         Variant::File => {
             let path = scratch.as_ref().expect("scratch").path("sim.durus");
@@ -425,15 +447,35 @@ fn finish_stack(hub: Hub, faults: Arc<Faults>, variant: Variant) -> Stack {
         hub,
         faults,
         server,
+        pg_url: None,
+        #[cfg(feature = "postgres")]
+        _cluster: None,
     }
 }
 
 impl Stack {
+    /// A client's connection: through the server, straight to PostgreSQL
+    /// (with the fault switches), or on the hub.
     fn connect(&self) -> Connection {
+        #[cfg(feature = "postgres")]
+        if let Some(url) = &self.pg_url {
+            let pg = durus_core::storage::PgStorage::connect(url).expect("connect");
+            return Connection::new(Faulty::sharing(pg, self.faults.clone()));
+        }
         match &self.server {
             Some(s) => Connection::connect(&s.addr()).expect("connect"),
             None => Connection::new(self.hub.storage()),
         }
+    }
+
+    /// The checker's connection: no faults.
+    fn checker(&self) -> Connection {
+        #[cfg(feature = "postgres")]
+        if let Some(url) = &self.pg_url {
+            let pg = durus_core::storage::PgStorage::connect(url).expect("connect");
+            return Connection::new(pg);
+        }
+        Connection::new(self.hub.storage())
     }
 }
 
@@ -444,7 +486,7 @@ impl Sim {
         let file_faults = Arc::new(FileFaults::default());
         let stack = stack(variant, &scratch, &file_faults);
         let n_clients = 2 + rng.below(3) as usize;
-        let setup = Connection::new(stack.hub.storage());
+        let setup = stack.checker();
         let root: PRef<Root> = setup.root().expect("root");
         {
             let mut r = root.write().expect("write root");
@@ -465,7 +507,7 @@ impl Sim {
         let clients = (0..n_clients)
             .map(|_| Client::new(stack.connect()))
             .collect();
-        let checker = Connection::new(stack.hub.storage());
+        let checker = stack.checker();
         Sim {
             variant,
             rng,
@@ -923,7 +965,7 @@ impl Sim {
         for c in &mut self.clients {
             c.conn = self.stack.connect();
         }
-        self.checker = Connection::new(self.stack.hub.storage());
+        self.checker = self.stack.checker();
         Ok(())
     }
 
@@ -1040,4 +1082,19 @@ fn simulation_over_the_hub_and_a_file() {
 #[test]
 fn simulation_through_the_server() {
     simulate(Variant::Server, 50, 2_000_000);
+}
+
+/// Clients on PostgreSQL, each with its own `PgStorage` (as processes on
+/// several machines would be): a database per history, so fewer of them.
+#[cfg(feature = "postgres")]
+#[test]
+fn simulation_over_postgres() {
+    // One cluster for every history (each makes a database of its own).
+    let Some(_cluster) = support::pg::cluster() else {
+        return;
+    };
+    let stats = simulate(Variant::Postgres, 12, 3_000_000);
+    if stats.histories > 0 {
+        assert!(stats.commits > stats.histories, "commits happen");
+    }
 }

@@ -628,3 +628,27 @@ fn a_panic_half_way_through_a_commit_leaves_a_transaction_to_abort() {
         1
     );
 }
+
+#[test]
+fn a_write_guard_on_a_new_object_refuses_the_commit_and_nothing_happens() {
+    let world = World::new();
+    let a = world.conn();
+    let ha = handles(&a);
+    let fresh = PRef::new(Plain { value: 3 });
+    ha.root.write().expect("write").x = Some(fresh.clone());
+    let guard = fresh.write().expect("write");
+    assert!(matches!(a.commit(), Err(Error::Borrowed(_))));
+    assert!(
+        !a.needs_abort(),
+        "nothing happened: the transaction goes on"
+    );
+    assert_eq!(
+        fresh.oid(),
+        None,
+        "the new object lost the oid it was given"
+    );
+    drop(guard);
+    a.commit().expect("commit");
+    assert!(fresh.oid().is_some());
+    assert_eq!(stored(&world).0, 3);
+}

@@ -55,7 +55,8 @@ impl ConnInner {
         if self.changed.borrow().is_empty() {
             // Nothing to store: like Durus's `_sync` at a commit, the
             // invalidations end the transaction without a conflict.
-            let oids = self.storage.borrow_mut().sync()?;
+            let synced = self.storage.borrow_mut().sync();
+            let oids = synced.inspect_err(|_| self.state.set(TxState::NeedsAbort))?;
             self.forget_prefetched(&oids);
             self.ghostify_all(oids);
             self.end_transaction();
@@ -68,7 +69,11 @@ impl ConnInner {
                 self.committed(merged);
                 Ok(())
             }
-            Err(e) => {
+            Err(Failed::Before(e)) => {
+                self.state.set(TxState::Active);
+                Err(e)
+            }
+            Err(Failed::During(e)) => {
                 self.state.set(TxState::NeedsAbort);
                 Err(e)
             }
@@ -96,11 +101,22 @@ impl ConnInner {
 
     /// The first half of a commit: everything that can fail. Returns the
     /// stored objects and the merged states to install.
-    fn store_and_end(&self) -> Result<Stored> {
+    fn store_and_end(&self) -> Result<Stored, Failed> {
         let mut queue: Vec<Rc<dyn ErasedObj>> = self.changed.borrow().values().cloned().collect();
         let mut stored: Vec<Rc<dyn ErasedObj>> = Vec::with_capacity(queue.len());
+        let attached_before = self.attached_new.borrow().len();
         self.storage.borrow_mut().begin();
-        self.write_objects(&mut queue, &mut stored)?;
+        if let Err(e) = self.write_objects(&mut queue, &mut stored) {
+            // Nothing reached the storage's `end`: nothing happened, and
+            // the transaction goes on (a guard on a new object, a state
+            // that cannot be encoded: fix it and commit again).
+            self.storage.borrow_mut().begin();
+            let new: Vec<_> = self.attached_new.borrow_mut().split_off(attached_before);
+            for obj in &new {
+                self.detach(obj);
+            }
+            return Err(Failed::Before(e));
+        }
         let mut handler = Resolver {
             conn: self,
             merged: Vec::new(),
@@ -188,6 +204,20 @@ impl ConnInner {
         self.attach(obj, oid);
         self.attached_new.borrow_mut().push(obj.clone());
         Ok((oid, true))
+    }
+}
+
+/// Where a commit failed: before anything reached the storage's `end`
+/// (nothing happened; the transaction goes on), or during or after it (the
+/// transaction needs an abort).
+enum Failed {
+    Before(Error),
+    During(Error),
+}
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        Failed::During(e)
     }
 }
 

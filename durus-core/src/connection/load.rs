@@ -19,8 +19,13 @@ impl ConnInner {
     pub(crate) fn load_state(&self, obj: Rc<dyn ErasedObj>) -> Result<()> {
         let oid = obj.hdr().oid.get().ok_or(Error::WrongConnection(None))?;
         let record = match self.fetch(oid) {
-            // A ghost whose record is gone was removed by a pack.
-            Err(Error::NotFound(_)) => return Err(Error::read_conflict(oid)),
+            // A ghost whose record is gone was removed by a pack: a conflict
+            // like any other, the transaction needs an abort.
+            Err(Error::NotFound(_)) => {
+                self.invalid.borrow_mut().insert(oid);
+                self.state.set(super::TxState::NeedsAbort);
+                return Err(Error::read_conflict(oid));
+            }
             other => other?,
         };
         self.install(&obj, oid, &record)

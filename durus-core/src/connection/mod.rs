@@ -164,9 +164,11 @@ impl Connection {
     /// - `Err(Borrowed)` before anything happens when a guard on a changed
     ///   object is alive that the commit cannot work around (a `write`
     ///   guard, or any guard on an object whose type merges): drop it and
-    ///   commit again.
+    ///   commit again. Likewise, an error while encoding (a `write` guard on
+    ///   a new object it reaches, a state that cannot be encoded) leaves
+    ///   nothing done and the transaction open.
     /// - On a conflict nothing is stored: the error names the oids.
-    /// - After a conflict or any failure once the commit has begun, the
+    /// - After a conflict or any failure once the storage's `end` began, the
     ///   transaction needs an [`abort`](Connection::abort): until then every
     ///   operation but `abort` fails with `NeedsAbort`, and nothing is stored.
     /// - `Err(OutcomeUnknown)` when the storage failed at a point where the

@@ -40,6 +40,11 @@ pub struct Faulty<S> {
 }
 
 impl<S: Storage> Faulty<S> {
+    /// Wraps `inner` with switches shared with other storages.
+    pub fn sharing(inner: S, faults: Arc<Faults>) -> Faulty<S> {
+        Faulty { inner, faults }
+    }
+
     pub fn new(inner: S) -> (Faulty<S>, Arc<Faults>) {
         let faults = Arc::new(Faults::default());
         (
