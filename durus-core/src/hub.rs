@@ -16,6 +16,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A storage shared by many sessions.
+///
+/// ```
+/// use durus_core::{Connection, Hub, MemoryStorage, PRef, PersistentDict};
+///
+/// let hub = Hub::new(MemoryStorage::new());
+/// let writer = Connection::new(hub.storage());
+/// let root: PRef<PersistentDict<String, u32>> = writer.root()?;
+/// root.write()?.insert("a".into(), 1);
+/// writer.commit()?;
+///
+/// let other = hub.clone();
+/// let seen = std::thread::spawn(move || -> durus_core::Result<Option<u32>> {
+///     let reader = Connection::new(other.storage());
+///     let root: PRef<PersistentDict<String, u32>> = reader.root()?;
+///     let value = root.read()?.get("a").copied();
+///     Ok(value)
+/// })
+/// .join()
+/// .expect("the reader thread")?;
+/// assert_eq!(seen, Some(1));
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Hub {
     shared: Arc<Shared>,
@@ -149,6 +171,17 @@ impl State {
 }
 
 /// One client of a [`Hub`]. Dropping it ends the session.
+///
+/// ```
+/// use durus_core::{Hub, MemoryStorage};
+///
+/// let hub = Hub::new(MemoryStorage::new());
+/// let session = hub.session();
+/// let oids = session.new_oids(2)?;
+/// assert_eq!(oids.len(), 2);
+/// assert!(session.sync()?.is_empty());
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub struct Session {
     hub: Hub,
     id: u64,
@@ -300,6 +333,19 @@ impl CommitExchange<'_> {
 }
 
 /// A [`Storage`] for one `Connection` over a [`Hub`], in this process.
+///
+/// ```
+/// use durus_core::hub::SharedStorage;
+/// use durus_core::{Connection, Hub, MemoryStorage, PRef, PersistentList};
+///
+/// let hub = Hub::new(MemoryStorage::new());
+/// let storage: SharedStorage = hub.storage();
+/// let conn = Connection::new(storage);
+/// let root: PRef<PersistentList<u8>> = conn.root()?;
+/// root.write()?.push(1);
+/// conn.commit()?;
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub struct SharedStorage {
     session: Session,
     transaction: ClientTransaction,

@@ -234,6 +234,28 @@ impl Connection {
     /// How many object states this connection has read from its storage
     /// since it was opened (a running total: an object evicted and read
     /// again counts twice).
+    ///
+    /// ```
+    /// use durus_core::{Connection, FileStorage, PRef, PersistentList};
+    ///
+    /// let path = std::env::temp_dir().join(format!("doc-counts-{}.durus", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// {
+    ///     let conn = Connection::open(&path)?;
+    ///     let root: PRef<PersistentList<PRef<PersistentList<u8>>>> = conn.root()?;
+    ///     root.write()?.push(PRef::new(PersistentList::new()));
+    ///     conn.commit()?;
+    /// }
+    /// let conn = Connection::new(FileStorage::open(&path)?);
+    /// let root: PRef<PersistentList<PRef<PersistentList<u8>>>> = conn.root()?;
+    /// let first = root.read()?[0].clone(); // a ghost until read
+    /// assert_eq!((conn.objects_in_memory(), conn.loaded_objects()), (2, 1));
+    /// first.read()?;
+    /// assert_eq!((conn.loaded_objects(), conn.loads_from_storage()), (2, 2));
+    /// # drop(conn);
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), durus_core::Error>(())
+    /// ```
     pub fn loads_from_storage(&self) -> u64 {
         self.inner.loads.get()
     }

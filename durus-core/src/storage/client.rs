@@ -24,6 +24,31 @@ const PREFETCH: usize = 64;
 const POLL: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// A storage on a server. One client session; not shared between threads.
+///
+/// ```
+/// use durus_core::server::{Address, Server, ServerConfig};
+/// use durus_core::storage::ClientStorage;
+/// use durus_core::{Connection, Hub, MemoryStorage, PRef, PersistentList};
+///
+/// let config = ServerConfig {
+///     address: Address::tcp("127.0.0.1", 0), // any free port
+///     ..ServerConfig::default()
+/// };
+/// let server = Server::bind(Hub::new(MemoryStorage::new()), config)?;
+/// let address = server.local_address()?;
+/// let handle = server.handle();
+/// let running = std::thread::spawn(move || server.serve());
+///
+/// let conn = Connection::new(ClientStorage::connect_to(&address)?);
+/// let root: PRef<PersistentList<u8>> = conn.root()?;
+/// root.write()?.push(1);
+/// conn.commit()?;
+/// drop(conn);
+///
+/// handle.stop();
+/// running.join().expect("the server thread")?;
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub struct ClientStorage {
     address: Address,
     stream: Stream,

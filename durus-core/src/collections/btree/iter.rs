@@ -26,6 +26,17 @@ struct Cursor<K: Key, V: Value> {
 ///
 /// Yields `Result<(K, V)>`: a node that fails to load ends the iteration
 /// with that error. It holds no borrow between steps.
+///
+/// ```
+/// use durus_core::BTree;
+///
+/// let tree: BTree<u32, u32> = BTree::new();
+/// tree.extend((0..10).map(|k| (k, k * k)))?;
+/// let squares: Vec<(u32, u32)> = tree.range(3..6).collect::<Result<_, _>>()?;
+/// assert_eq!(squares, [(3, 9), (4, 16), (5, 25)]);
+/// assert_eq!(tree.iter().next_back().transpose()?, Some((9, 81)));
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub struct Range<K: Key, V: Value> {
     tree: BTree<K, V>,
     /// Moves up as the front yields.

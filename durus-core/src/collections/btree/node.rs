@@ -3,6 +3,8 @@
 //! node with its shape checked.
 
 use super::merge::{merge_leaf, merge_state};
+#[cfg(doc)]
+use super::BTree;
 use super::NodeRef;
 use crate::collections::{Key, Value};
 use crate::error::{EncodingError, Error, Result};
@@ -16,6 +18,18 @@ use std::fmt;
 ///
 /// A leaf has no children; an interior node has one more child than entries,
 /// and child `i` holds the keys between entries `i - 1` and `i`.
+///
+/// ```
+/// use durus_core::BTree;
+///
+/// let tree: BTree<u32, u32> = BTree::new();
+/// tree.insert(1, 10)?;
+/// let root = tree.state().read()?.root().clone();
+/// let node = root.read()?;
+/// assert!(node.is_leaf());
+/// assert_eq!(node.items(), &[(1, 10)]);
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct BNode<K: Key, V: Value> {
@@ -99,6 +113,19 @@ impl<K: Key + fmt::Debug, V: Value + fmt::Debug> fmt::Debug for BNode<K, V> {
 /// Users hold a [`BTree`] handle rather than this type; it is public so that
 /// a tree can be the root object (`conn.root::<BTreeState<K, V>>()`, then
 /// [`BTree::from`]).
+///
+/// ```
+/// use durus_core::collections::BTreeState;
+/// use durus_core::{BTree, Connection, MemoryStorage, PRef};
+///
+/// let conn = Connection::new(MemoryStorage::new());
+/// let state: PRef<BTreeState<String, u64>> = conn.root()?;
+/// let tree = BTree::from(state.clone());
+/// tree.insert("apples".into(), 3)?;
+/// conn.commit()?;
+/// assert_eq!(state.read()?.len(), 1);
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct BTreeState<K: Key, V: Value> {

@@ -1,12 +1,28 @@
 //! How to open a [`FileStorage`](super::FileStorage): [`FileOptions`] and
 //! [`FsyncPolicy`]; and [`Cut`], what an open with repair removed.
 
+#[cfg(doc)]
+use super::FileStorage;
 use super::IoWrapper;
 #[cfg(doc)]
 use crate::storage::Storage;
 use std::fmt;
 
 /// When commits reach the disk.
+///
+/// ```
+/// use durus_core::{Connection, FileOptions, FileStorage, FsyncPolicy, PRef, PersistentList};
+///
+/// let path = std::env::temp_dir().join(format!("doc-fsync-{}.durus", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// let options = FileOptions::new().fsync(FsyncPolicy::Never); // fast, not durable
+/// let conn = Connection::new(FileStorage::open_with(&path, options)?);
+/// let root: PRef<PersistentList<u8>> = conn.root()?;
+/// conn.commit()?;
+/// # drop(conn);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FsyncPolicy {
     /// A commit is durable (fdatasync) before it is acknowledged; commits
@@ -20,6 +36,19 @@ pub enum FsyncPolicy {
 }
 
 /// How to open a [`FileStorage`].
+///
+/// ```
+/// use durus_core::{FileOptions, FileStorage, Storage};
+///
+/// let path = std::env::temp_dir().join(format!("doc-options-{}.durus", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// drop(FileStorage::open(&path)?); // creates the file
+/// let mut reader = FileStorage::open_with(&path, FileOptions::new().read_only(true))?;
+/// assert!(reader.new_oid().is_err()); // read-only refuses writes
+/// # drop(reader);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Clone, Default)]
 pub struct FileOptions {
     pub(super) fsync: FsyncPolicy,
@@ -80,6 +109,20 @@ impl fmt::Debug for FileOptions {
 }
 
 /// What an open with repair cut from the end of the file.
+///
+/// ```
+/// use durus_core::storage::file::Cut;
+/// use durus_core::{FileOptions, FileStorage};
+///
+/// let path = std::env::temp_dir().join(format!("doc-cut-{}.durus", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// let storage = FileStorage::open_with(&path, FileOptions::new().repair(true))?;
+/// let cut: Option<&Cut> = storage.repaired();
+/// assert!(cut.is_none()); // a new file has no torn tail
+/// # drop(storage);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cut {
     /// Where the torn transaction began (the file's new length).

@@ -12,6 +12,16 @@ use std::fs::File;
 use std::path::Path;
 
 /// One problem [`verify`] found, at a file offset.
+///
+/// ```
+/// use durus_core::storage::file::Problem;
+///
+/// let problem = Problem {
+///     offset: 1024,
+///     message: "record 42: length past end of file".into(),
+/// };
+/// assert_eq!(problem.to_string(), "offset 1024: record 42: length past end of file");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// Where in the file.
@@ -27,6 +37,25 @@ impl fmt::Display for Problem {
 }
 
 /// The structure of a file as [`verify`] found it.
+///
+/// ```
+/// use durus_core::storage::file::verify;
+/// use durus_core::{Connection, PRef, PersistentList};
+///
+/// let path = std::env::temp_dir().join(format!("doc-verify-{}.durus", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// {
+///     let conn = Connection::open(&path)?;
+///     let root: PRef<PersistentList<u8>> = conn.root()?;
+///     root.write()?.push(1);
+///     conn.commit()?;
+/// }
+/// let report = verify(&path)?;
+/// assert!(report.is_ok(), "{:?}", report.problems);
+/// assert_eq!(report.objects, 1);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Length of the file in bytes.
@@ -328,6 +357,19 @@ fn check_records(
 }
 
 /// What [`repair`] did.
+///
+/// ```
+/// use durus_core::storage::file::repair;
+/// use durus_core::FileStorage;
+///
+/// let path = std::env::temp_dir().join(format!("doc-repair-{}.durus", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// drop(FileStorage::open(&path)?);
+/// let report = repair(&path)?;
+/// assert!(report.cut.is_none()); // nothing was torn
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairReport {
     /// The torn tail that was cut, if there was one.
