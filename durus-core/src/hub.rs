@@ -9,7 +9,7 @@
 use crate::error::{Error, ProtocolError, Result, StorageError};
 use crate::lock;
 use crate::oid::Oid;
-use crate::protocol::LoadReply;
+use crate::protocol::{records_only, LoadReply};
 use crate::storage::{ClientTransaction, CommitHandler, Durability, NoConflicts, Storage};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -393,14 +393,7 @@ impl Storage for SharedStorage {
         self.transaction
             .resolve(handler, exchange.invalidations(), |asked| {
                 let current = exchange.load_current(asked)?;
-                Ok(asked
-                    .iter()
-                    .zip(current)
-                    .filter_map(|(oid, reply)| match reply {
-                        LoadReply::Record(r) => Some((*oid, r)),
-                        _ => None,
-                    })
-                    .collect())
+                Ok(records_only(asked.iter().copied().zip(current)))
             })?;
         let durability = exchange.commit(self.transaction.take_records())?;
         durability.wait()?;

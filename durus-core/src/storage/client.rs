@@ -6,10 +6,10 @@ use crate::error::{Error, ProtocolError, Result, StorageError};
 use crate::net::{Address, Polled, Stream};
 use crate::oid::Oid;
 use crate::protocol::{
-    decode_fixed_oids, decode_oid_list, decode_status, decode_version, BulkLoadRequest,
-    CommitAnswer, CommitRequest, FrameReader, LoadReply, LoadRequest, NewOidsRequest, PackRequest,
-    ReadError, Request, SyncRequest, VersionRequest, CLOSE_BYTE, MAX_BULK_OIDS, MAX_OID_LIST,
-    PROTOCOL_VERSION, STATUS_INVALID, STATUS_OKAY,
+    decode_fixed_oids, decode_oid_list, decode_status, decode_version, records_only,
+    BulkLoadRequest, CommitAnswer, CommitRequest, FrameReader, LoadReply, LoadRequest,
+    NewOidsRequest, PackRequest, ReadError, Request, SyncRequest, VersionRequest, CLOSE_BYTE,
+    MAX_BULK_OIDS, MAX_OID_LIST, PROTOCOL_VERSION, STATUS_INVALID, STATUS_OKAY,
 };
 use std::io::Write;
 
@@ -209,14 +209,7 @@ impl Storage for ClientStorage {
         let resolved = transaction.resolve(handler, &invalidated, |asked| {
             CommitAnswer::Resolve(asked.to_vec()).encode(&mut self.out);
             self.flush_out()?;
-            Ok(self
-                .read_loads(asked)?
-                .into_iter()
-                .filter_map(|(oid, reply)| match reply {
-                    LoadReply::Record(rec) => Some((oid, rec)),
-                    _ => None,
-                })
-                .collect())
+            Ok(records_only(self.read_loads(asked)?))
         });
         let records = transaction.take_records();
         self.transaction = transaction;
