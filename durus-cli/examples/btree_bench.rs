@@ -160,7 +160,7 @@ fn main() -> Result<()> {
     println!(
         "W2 cold traversal: {count} items in {read_secs:.2} s = {:.0} items/s ({} loads)",
         count as f64 / read_secs,
-        conn.load_count()
+        conn.loads_from_storage()
     );
 
     // A cold range scan of 1 000 entries in the middle.
@@ -175,7 +175,7 @@ fn main() -> Result<()> {
     // pay for the allocator's consolidation (glibc), whatever the work.
     tree.first()?;
     for from in [n / 2, n / 4, n / 8 * 7] {
-        let before = conn.load_count();
+        let before = conn.loads_from_storage();
         let start = Instant::now();
         let mut got = 0;
         for entry in tree.range(from..from + 1_000) {
@@ -185,7 +185,7 @@ fn main() -> Result<()> {
         println!(
             "cold range of {got} entries from {from}: {:.2} ms, {} loads",
             start.elapsed().as_secs_f64() * 1e3,
-            conn.load_count() - before
+            conn.loads_from_storage() - before
         );
     }
     drop(tree);

@@ -131,6 +131,6 @@ fn main() -> durus_core::Result<()> {
     );
     println!("heap per ghost:    {ghost_bytes:.0} bytes (handle, header, cache entry; buckets' vectors included)");
     println!("heap per loaded:   {loaded_bytes:.0} bytes (ghost + state: i64, String of 100 bytes, reference)");
-    println!("load count:        {}", conn.load_count());
+    println!("load count:        {}", conn.loads_from_storage());
     Ok(())
 }

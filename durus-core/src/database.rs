@@ -28,6 +28,16 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 /// How transactions are retried and connections sized.
+///
+/// ```
+/// use durus_core::{Database, DatabaseOptions};
+///
+/// let db = Database::memory().with_options(DatabaseOptions {
+///     attempts: 3,
+///     ..DatabaseOptions::default()
+/// });
+/// assert_eq!(db.options().attempts, 3);
+/// ```
 #[derive(Debug, Clone)]
 pub struct DatabaseOptions {
     /// Threads (and so connections) of the pool behind [`Database::run`].

@@ -4,9 +4,42 @@ use crate::oid::Oid;
 use std::io;
 
 /// The result type of this crate.
+///
+/// ```
+/// use durus_core::{Connection, MemoryStorage, PRef, PersistentDict, Result};
+///
+/// fn entries(conn: &Connection) -> Result<usize> {
+///     let root: PRef<PersistentDict<String, u32>> = conn.root()?;
+///     let n = root.read()?.len();
+///     Ok(n)
+/// }
+///
+/// assert_eq!(entries(&Connection::new(MemoryStorage::new()))?, 0);
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Every error this crate returns.
+///
+/// ```
+/// use durus_core::{Connection, Error, Hub, MemoryStorage, PRef, PersistentList};
+///
+/// let hub = Hub::new(MemoryStorage::new());
+/// let (a, b) = (Connection::new(hub.storage()), Connection::new(hub.storage()));
+/// let list_a: PRef<PersistentList<u32>> = a.root()?;
+/// a.commit()?;
+/// let list_b: PRef<PersistentList<u32>> = b.root()?;
+/// list_a.write()?.push(1);
+/// list_b.write()?.push(2);
+/// a.commit()?;
+/// // Lists have no merge rule: the second commit of the same list conflicts.
+/// let err = b.commit().unwrap_err();
+/// assert!(matches!(err, Error::Conflict(_)));
+/// assert!(err.is_conflict());
+/// b.abort()?;
+/// assert_eq!(list_b.read()?.as_vec(), &[1]);
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -50,6 +83,16 @@ pub enum Error {
 }
 
 /// What kind of conflict happened.
+///
+/// ```
+/// use durus_core::{ConflictError, ConflictKind, Oid};
+///
+/// let e = ConflictError {
+///     kind: ConflictKind::Read,
+///     oids: vec![Oid(7)],
+/// };
+/// assert_eq!(e.to_string(), "read conflict on oids [7]");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConflictKind {
     /// Objects this transaction read or wrote were committed by someone else.
@@ -59,6 +102,17 @@ pub enum ConflictKind {
 }
 
 /// A conflict, with the oids involved. Abort and retry.
+///
+/// ```
+/// use durus_core::{ConflictError, ConflictKind, Error, Oid};
+///
+/// let e = Error::from(ConflictError {
+///     kind: ConflictKind::Write,
+///     oids: vec![Oid(3), Oid(17)],
+/// });
+/// assert!(e.is_conflict());
+/// assert_eq!(e.to_string(), "conflict on oids [3, 17]");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{} on oids {}", conflict_kind(.kind), oid_list(.oids))]
 pub struct ConflictError {
@@ -69,55 +123,111 @@ pub struct ConflictError {
 }
 
 /// A record whose framing is broken.
+///
+/// ```
+/// use durus_core::error::{Error, RecordError};
+///
+/// let e = Error::from(RecordError::Short { len: 3 });
+/// assert_eq!(e.to_string(), "record of 3 bytes is shorter than 12");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordError {
     /// Fewer than the 12 bytes of oid and length.
     #[error("record of {len} bytes is shorter than 12")]
-    Short { len: usize },
+    Short {
+        /// The record's length.
+        len: usize,
+    },
     /// The declared data length runs past the record's end.
     #[error("record {oid}: data length {data_len} runs past the record's {len} bytes")]
     DataPastEnd {
+        /// The record's oid.
         oid: Oid,
+        /// The declared data length.
         data_len: usize,
+        /// The record's length.
         len: usize,
     },
     /// The refs part is not a whole number of oids.
     #[error("record {oid}: {len} bytes of refs is not a whole number of oids")]
-    RefsNotOids { oid: Oid, len: usize },
+    RefsNotOids {
+        /// The record's oid.
+        oid: Oid,
+        /// The length of the refs part.
+        len: usize,
+    },
     /// The data is longer than a u32 can declare.
     #[error("record {oid}: {len} bytes of data is over the 4 GiB limit")]
-    DataTooLong { oid: Oid, len: usize },
+    DataTooLong {
+        /// The record's oid.
+        oid: Oid,
+        /// The data's length.
+        len: usize,
+    },
 }
 
 /// A state that could not be encoded or decoded.
+///
+/// ```
+/// use durus_core::error::EncodingError;
+/// use durus_core::Oid;
+///
+/// let e = EncodingError::WrongClass {
+///     oid: Oid(4),
+///     expected: "shop.Item".into(),
+///     found: "shop.Order".into(),
+/// };
+/// assert_eq!(e.to_string(), "object 4 is a shop.Order, not a shop.Item");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EncodingError {
     /// The record was written by Python Durus (a pickle); its class is shown.
     #[error("object {oid} is a Python Durus record of class {class}, not a durus-rs record")]
-    Foreign { oid: Oid, class: String },
+    Foreign {
+        /// The object.
+        oid: Oid,
+        /// The Python class named in the pickle.
+        class: String,
+    },
     /// The record holds another class than the handle expects.
     #[error("object {oid} is a {found}, not a {expected}")]
     WrongClass {
+        /// The object.
         oid: Oid,
+        /// The class of the handle's type.
         expected: String,
+        /// The class in the record.
         found: String,
     },
     /// The data is not a valid encoded state for the type.
     #[error("object {oid}: cannot decode state: {message}")]
-    Decode { oid: Oid, message: String },
+    Decode {
+        /// The object.
+        oid: Oid,
+        /// What the decoder said.
+        message: String,
+    },
     /// The state could not be encoded.
     #[error("{}: cannot encode state: {message}", object(.oid))]
-    Encode { oid: Option<Oid>, message: String },
+    Encode {
+        /// The object, when it has an oid yet.
+        oid: Option<Oid>,
+        /// What the encoder said.
+        message: String,
+    },
     /// The state does not fit the type: a field is missing, of another
     /// type, or unknown to a type that denies unknown fields.
     #[error("{}", state_error(.oid, .class, .field, .message))]
     State {
+        /// The object.
         oid: Oid,
+        /// The class of the record.
         class: String,
         /// The top-level field, when it could be found.
         field: Option<String>,
+        /// What the decoder said.
         message: String,
     },
     /// Writing the object would drop fields of its record that its type
@@ -129,20 +239,43 @@ pub enum EncodingError {
         .fields.join(", ")
     )]
     UnknownFields {
+        /// The object, when it has an oid yet.
         oid: Option<Oid>,
+        /// The class of the object.
         class: String,
+        /// The fields its type does not know.
         fields: Vec<String>,
+        /// Why they cannot be kept.
         reason: String,
     },
 }
 
 /// A storage failure.
+///
+/// ```
+/// use durus_core::error::{Error, StorageError};
+/// use durus_core::FileStorage;
+///
+/// let path = std::env::temp_dir().join(format!("doc-locked-{}.durus", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// let first = FileStorage::open(&path)?;
+/// let second = FileStorage::open(&path);
+/// assert!(matches!(second, Err(Error::Storage(StorageError::Locked(_)))));
+/// drop(first);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
     /// An operating-system I/O error, with what was being done.
     #[error("{context}: {source}")]
-    Io { context: String, source: io::Error },
+    Io {
+        /// What was being done.
+        context: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
     /// The storage is closed.
     #[error("storage is closed")]
     Closed,
@@ -157,7 +290,12 @@ pub enum StorageError {
     Locked(String),
     /// The file's structure is broken at `offset`.
     #[error("corrupt file at offset {offset}: {message}")]
-    Corrupt { offset: u64, message: String },
+    Corrupt {
+        /// Where in the file.
+        offset: u64,
+        /// What is wrong.
+        message: String,
+    },
     /// The last transaction is incomplete (a write cut short, as by a power
     /// loss): it starts at `offset` and `bytes` bytes of it are on disk.
     #[error(
@@ -165,13 +303,26 @@ pub enum StorageError {
          {message}; open with repair to truncate it"
     )]
     TornTail {
+        /// Where the torn transaction starts.
         offset: u64,
+        /// How many of its bytes are on disk.
         bytes: u64,
+        /// What is wrong with them.
         message: String,
     },
 }
 
 /// A peer that broke the wire protocol.
+///
+/// ```
+/// use durus_core::error::ProtocolError;
+///
+/// let e = ProtocolError::Version { ours: 1, theirs: 2 };
+/// assert_eq!(
+///     e.to_string(),
+///     "protocol version mismatch: we speak 1, the peer speaks 2"
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtocolError {
@@ -180,7 +331,12 @@ pub enum ProtocolError {
     Malformed(String),
     /// The peer speaks another protocol version.
     #[error("protocol version mismatch: we speak {ours}, the peer speaks {theirs}")]
-    Version { ours: u32, theirs: u32 },
+    Version {
+        /// The version this side speaks.
+        ours: u32,
+        /// The version the peer speaks.
+        theirs: u32,
+    },
 }
 
 impl Error {

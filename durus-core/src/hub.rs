@@ -9,13 +9,35 @@
 use crate::error::{Error, ProtocolError, Result, StorageError};
 use crate::lock;
 use crate::oid::Oid;
-use crate::protocol::LoadReply;
+use crate::protocol::{records_only, LoadReply};
 use crate::storage::{ClientTransaction, CommitHandler, Durability, NoConflicts, Storage};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A storage shared by many sessions.
+///
+/// ```
+/// use durus_core::{Connection, Hub, MemoryStorage, PRef, PersistentDict};
+///
+/// let hub = Hub::new(MemoryStorage::new());
+/// let writer = Connection::new(hub.storage());
+/// let root: PRef<PersistentDict<String, u32>> = writer.root()?;
+/// root.write()?.insert("a".into(), 1);
+/// writer.commit()?;
+///
+/// let other = hub.clone();
+/// let seen = std::thread::spawn(move || -> durus_core::Result<Option<u32>> {
+///     let reader = Connection::new(other.storage());
+///     let root: PRef<PersistentDict<String, u32>> = reader.root()?;
+///     let value = root.read()?.get("a").copied();
+///     Ok(value)
+/// })
+/// .join()
+/// .expect("the reader thread")?;
+/// assert_eq!(seen, Some(1));
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Hub {
     shared: Arc<Shared>,
@@ -149,6 +171,17 @@ impl State {
 }
 
 /// One client of a [`Hub`]. Dropping it ends the session.
+///
+/// ```
+/// use durus_core::{Hub, MemoryStorage};
+///
+/// let hub = Hub::new(MemoryStorage::new());
+/// let session = hub.session();
+/// let oids = session.new_oids(2)?;
+/// assert_eq!(oids.len(), 2);
+/// assert!(session.sync()?.is_empty());
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub struct Session {
     hub: Hub,
     id: u64,
@@ -300,6 +333,19 @@ impl CommitExchange<'_> {
 }
 
 /// A [`Storage`] for one `Connection` over a [`Hub`], in this process.
+///
+/// ```
+/// use durus_core::hub::SharedStorage;
+/// use durus_core::{Connection, Hub, MemoryStorage, PRef, PersistentList};
+///
+/// let hub = Hub::new(MemoryStorage::new());
+/// let storage: SharedStorage = hub.storage();
+/// let conn = Connection::new(storage);
+/// let root: PRef<PersistentList<u8>> = conn.root()?;
+/// root.write()?.push(1);
+/// conn.commit()?;
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub struct SharedStorage {
     session: Session,
     transaction: ClientTransaction,
@@ -347,14 +393,7 @@ impl Storage for SharedStorage {
         self.transaction
             .resolve(handler, exchange.invalidations(), |asked| {
                 let current = exchange.load_current(asked)?;
-                Ok(asked
-                    .iter()
-                    .zip(current)
-                    .filter_map(|(oid, reply)| match reply {
-                        LoadReply::Record(r) => Some((*oid, r)),
-                        _ => None,
-                    })
-                    .collect())
+                Ok(records_only(asked.iter().copied().zip(current)))
             })?;
         let durability = exchange.commit(self.transaction.take_records())?;
         durability.wait()?;

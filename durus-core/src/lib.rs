@@ -26,6 +26,7 @@
 //! # Ok::<(), durus_core::Error>(())
 //! ```
 
+#![deny(missing_docs)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)

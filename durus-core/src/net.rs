@@ -17,6 +17,14 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 2972;
 
 /// Where a storage server listens.
+///
+/// ```
+/// use durus_core::server::Address;
+///
+/// assert_eq!(Address::parse("localhost:2972")?, Address::tcp("localhost", 2972));
+/// assert_eq!(Address::tcp("127.0.0.1", 2972).to_string(), "127.0.0.1:2972");
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Address {
     /// A TCP host (name or IP) and port.
@@ -171,6 +179,17 @@ impl Write for Stream {
 }
 
 /// Who may use a Unix-domain socket, as Durus's `--owner`, `--group`, `--umask`.
+///
+/// ```
+/// use durus_core::server::UnixSocketOptions;
+///
+/// let options = UnixSocketOptions {
+///     group: Some("durus".into()),
+///     umask: Some(0o007),
+///     ..UnixSocketOptions::default()
+/// };
+/// assert!(options.owner.is_none());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnixSocketOptions {
     /// Owner: a user name or numeric uid.

@@ -5,6 +5,17 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// The id of a stored object. The root object is [`Oid::ROOT`].
+///
+/// ```
+/// use durus_core::{Connection, MemoryStorage, Oid, PRef, PersistentList};
+///
+/// let conn = Connection::new(MemoryStorage::new());
+/// let root: PRef<PersistentList<u8>> = conn.root()?;
+/// conn.commit()?;
+/// assert_eq!(root.oid(), Some(Oid::ROOT));
+/// assert_eq!(Oid(5).to_bytes(), [0, 0, 0, 0, 0, 0, 0, 5]);
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Oid(pub u64);
 

@@ -76,35 +76,35 @@ fn iterating_a_prefix_loads_only_its_path() -> Result<()> {
     // Ascending inserts leave nodes half full: 20 000 entries take 4 levels.
     let depth = 4;
     assert_eq!(tree.len()?, 20_000, "loads the tree's record only");
-    let after_root = conn.load_count();
+    let after_root = conn.loads_from_storage();
 
-    let before = conn.load_count();
+    let before = conn.loads_from_storage();
     let first: Vec<u64> = tree.keys().take(10).collect::<Result<_>>()?;
     assert_eq!(first, (0..10).collect::<Vec<_>>());
     assert!(
-        conn.load_count() - before <= depth,
+        conn.loads_from_storage() - before <= depth,
         "a prefix loads one path"
     );
 
-    let before = conn.load_count();
+    let before = conn.loads_from_storage();
     let last: Vec<u64> = tree.keys().rev().take(10).collect::<Result<_>>()?;
     assert_eq!(last, (19_990..20_000).rev().collect::<Vec<_>>());
-    assert!(conn.load_count() - before <= depth);
+    assert!(conn.loads_from_storage() - before <= depth);
 
-    let before = conn.load_count();
+    let before = conn.loads_from_storage();
     let mid: Vec<u64> = tree
         .range(12_345..)
         .map(|e| e.map(|(k, _)| k))
         .take(500)
         .collect::<Result<_>>()?;
     assert_eq!(mid, (12_345..12_845).collect::<Vec<_>>());
-    let loaded = conn.load_count() - before;
+    let loaded = conn.loads_from_storage() - before;
     // 500 entries span at most 500 / 15 + 2 leaves, plus their parents.
     assert!(loaded <= 45, "loaded {loaded} nodes for 500 entries");
 
-    let before = conn.load_count();
+    let before = conn.loads_from_storage();
     assert_eq!(tree.get(&7_777)?.as_deref(), Some("value 7777"));
-    assert!(conn.load_count() - before <= depth);
+    assert!(conn.loads_from_storage() - before <= depth);
     assert_eq!(tree.depth()?, depth as usize);
     assert_eq!(after_root, 2, "the root and the tree's record");
     let nodes = tree.verify()?;
@@ -139,9 +139,9 @@ fn an_iterator_survives_commits_and_evictions() -> Result<()> {
         conn.set_cache_size(1 + round % 3);
         conn.commit()?;
         conn.commit()?;
-        assert!(conn.loaded_count() <= 3);
+        assert!(conn.loaded_objects() <= 3);
     }
-    assert!(conn.load_count() > 30 * 4, "paths were reloaded");
+    assert!(conn.loads_from_storage() > 30 * 4, "paths were reloaded");
     assert_eq!(seen, (0..1_500).collect::<Vec<_>>());
     assert_eq!(seen_back, (1_500..3_000).rev().collect::<Vec<_>>());
     Ok(())

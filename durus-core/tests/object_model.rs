@@ -104,13 +104,17 @@ fn lazy_loading_of_a_large_graph() -> durus_core::Result<()> {
     }
     let conn = Connection::new(hub.storage());
     let root: PRef<Root> = conn.root()?;
-    assert_eq!(conn.load_count(), 1);
+    assert_eq!(conn.loads_from_storage(), 1);
     let items = root.read()?.items.clone();
     assert_eq!(items.len(), 10_000);
     assert!(items.iter().all(|i| i.status() == Status::Ghost));
     assert_eq!(items[1234].read()?.n, 1234);
     assert_eq!(items[9999].read()?.s, "item 9999");
-    assert_eq!(conn.load_count(), 3, "only the two items read were loaded");
+    assert_eq!(
+        conn.loads_from_storage(),
+        3,
+        "only the two items read were loaded"
+    );
     Ok(())
 }
 
@@ -129,15 +133,15 @@ fn cache_shrinks_to_its_target_after_commit() -> durus_core::Result<()> {
     for it in &items {
         it.read()?;
     }
-    assert_eq!(conn.loaded_count(), 501);
+    assert_eq!(conn.loaded_objects(), 501);
     conn.abort()?; // objects used in this transaction stay
-    assert_eq!(conn.loaded_count(), 501);
+    assert_eq!(conn.loaded_objects(), 501);
     for it in &items[..50] {
         it.read()?;
     }
     let held = items[300].read()?; // a borrowed object is never evicted
     conn.abort()?;
-    assert_eq!(conn.loaded_count(), 100);
+    assert_eq!(conn.loaded_objects(), 100);
     assert_eq!(items[300].status(), Status::Saved);
     drop(held);
     assert!(items[..50].iter().all(|i| i.status() == Status::Saved));

@@ -42,7 +42,7 @@ fn a_traversal_needs_few_round_trips() -> durus_core::Result<()> {
         .map(|i| i.read().map(|i| i.n))
         .sum::<durus_core::Result<i64>>()?;
     assert_eq!(sum, 319 * 320 / 2);
-    assert_eq!(conn.load_count(), 321);
+    assert_eq!(conn.loads_from_storage(), 321);
     let trips = round_trips.loads().requests;
     assert!(
         trips <= 1 + 1 + 320 / 32 * 2,

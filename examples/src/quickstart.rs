@@ -57,6 +57,10 @@ pub fn run(path: &Path, out: &mut dyn Write) -> Result<(), Box<dyn std::error::E
         let book = book.read()?;
         writeln!(out, "  {} by {}", book.title, book.author.read()?.name)?;
     }
-    writeln!(out, "{} objects loaded from the file", conn.load_count())?;
+    writeln!(
+        out,
+        "{} objects loaded from the file",
+        conn.loads_from_storage()
+    )?;
     Ok(())
 }

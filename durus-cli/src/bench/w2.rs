@@ -77,7 +77,7 @@ fn walk(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<Walk> {
     let open_s = t0.elapsed().as_secs_f64();
     let (parent, container) = items::parent_and_items(&root)?;
     let (mut count, mut total, mut bad) = (0u64, 0u64, 0u64);
-    let loads_before = conn.load_count();
+    let loads_before = conn.loads_from_storage();
     let requests_before = counter.loads().requests;
     let t0 = Instant::now();
     for entry in container.iter() {
@@ -95,7 +95,7 @@ fn walk(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<Walk> {
         }
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let loads = conn.load_count() - loads_before;
+    let loads = conn.loads_from_storage() - loads_before;
     let requests = counter.loads().requests - requests_before;
     if parent.read()?.name != items::PARENT_NAME {
         bad += 1;

@@ -28,6 +28,17 @@ use std::ops::{Deref, DerefMut, RangeBounds};
 /// The rest of the read API of `BTreeMap` (ranges, first/last, ...) is there
 /// through `Deref`; `DerefMut` gives its mutating API too, which is safe for
 /// the same reason: `&mut` comes only from `write()`.
+///
+/// ```
+/// use durus_core::{Connection, MemoryStorage, PRef, PersistentDict};
+///
+/// let conn = Connection::new(MemoryStorage::new());
+/// let stock: PRef<PersistentDict<String, u32>> = conn.root()?;
+/// stock.write()?.insert("pears".into(), 4);
+/// conn.commit()?;
+/// assert_eq!(stock.read()?.get("pears"), Some(&4));
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent, bound = "K: Key, V: Value")]
 pub struct PersistentDict<K: Key, V: Value> {

@@ -7,6 +7,20 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 /// What an element of a [`PersistentList`] needs.
+///
+/// ```
+/// use durus_core::PersistentList;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Line {
+///     text: String,
+/// }
+///
+/// let mut lines = PersistentList::new();
+/// lines.push(Line { text: "hello".into() });
+/// assert_eq!(lines[0].text, "hello");
+/// ```
 pub trait Element: Serialize + DeserializeOwned + 'static {}
 
 impl<T: Serialize + DeserializeOwned + 'static> Element for T {}
@@ -20,6 +34,17 @@ impl<T: Serialize + DeserializeOwned + 'static> Element for T {}
 ///
 /// Lists have no merge rule, as in Durus: two clients committing the same
 /// list conflict, and the later one retries.
+///
+/// ```
+/// use durus_core::{Connection, MemoryStorage, PRef, PersistentList};
+///
+/// let conn = Connection::new(MemoryStorage::new());
+/// let log: PRef<PersistentList<String>> = conn.root()?;
+/// log.write()?.push("started".into());
+/// conn.commit()?;
+/// assert_eq!(log.read()?.len(), 1);
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent, bound = "T: Element")]
 pub struct PersistentList<T: Element> {

@@ -47,6 +47,22 @@ use serde::Serialize;
 
 /// What a key of a [`PersistentDict`], [`PersistentSet`] or [`BTree`] needs:
 /// an order, copies (for the snapshot kept for merging) and serde.
+///
+/// ```
+/// use durus_core::BTree;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(PartialEq, Eq, PartialOrd, Ord, Clone, Serialize, Deserialize)]
+/// struct Day {
+///     year: u16,
+///     day: u16,
+/// }
+///
+/// let visits: BTree<Day, u32> = BTree::new();
+/// visits.insert(Day { year: 2024, day: 1 }, 3)?;
+/// assert_eq!(visits.get(&Day { year: 2024, day: 1 })?, Some(3));
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub trait Key: Ord + Clone + Serialize + DeserializeOwned + 'static {}
 
 impl<T: Ord + Clone + Serialize + DeserializeOwned + 'static> Key for T {}
@@ -54,6 +70,20 @@ impl<T: Ord + Clone + Serialize + DeserializeOwned + 'static> Key for T {}
 /// What a value of a [`PersistentDict`] or [`BTree`] needs: equality and
 /// copies (for the three-way merge) and serde. A `PRef` qualifies: it
 /// compares by identity and copies cheaply.
+///
+/// ```
+/// use durus_core::PersistentDict;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(PartialEq, Clone, Serialize, Deserialize)]
+/// struct Price {
+///     cents: u64,
+/// }
+///
+/// let mut prices = PersistentDict::new();
+/// prices.insert("tea".to_string(), Price { cents: 250 });
+/// assert_eq!(prices.get("tea").map(|p| p.cents), Some(250));
+/// ```
 pub trait Value: PartialEq + Clone + Serialize + DeserializeOwned + 'static {}
 
 impl<T: PartialEq + Clone + Serialize + DeserializeOwned + 'static> Value for T {}

@@ -19,6 +19,17 @@ use std::ops::{Deref, DerefMut};
 /// (relative to the set as this client loaded it). An element cannot be
 /// changed "differently" on two sides, so sets never conflict with each
 /// other.
+///
+/// ```
+/// use durus_core::{Connection, MemoryStorage, PRef, PersistentSet};
+///
+/// let conn = Connection::new(MemoryStorage::new());
+/// let tags: PRef<PersistentSet<String>> = conn.root()?;
+/// tags.write()?.insert("rust".into());
+/// conn.commit()?;
+/// assert!(tags.read()?.contains("rust"));
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent, bound = "T: Key")]
 pub struct PersistentSet<T: Key> {

@@ -12,9 +12,9 @@ mod retry;
 
 pub(crate) use context::{count_new_object, decoding_ref, encoding_oid_for};
 
-use crate::cache::{Cache, OidMap};
+use crate::cache::Cache;
 use crate::error::{Error, Result};
-use crate::oid::Oid;
+use crate::oid::{Oid, OidMap};
 use crate::persistent::{ErasedObj, PRef, Persistent, Slot, Status};
 use crate::storage::Storage;
 use std::any::Any;
@@ -221,18 +221,44 @@ impl Connection {
         self.inner.cache.borrow_mut().set_target(size);
     }
 
-    /// Objects in memory (loaded and ghosts).
-    pub fn cache_count(&self) -> usize {
+    /// How many objects this connection holds in memory now, loaded or
+    /// ghost (a ghost is a handle whose state is not loaded).
+    pub fn objects_in_memory(&self) -> usize {
         self.inner.cache.borrow().count()
     }
 
-    /// Objects with their state in memory.
-    pub fn loaded_count(&self) -> usize {
+    /// How many objects have their state in memory now: what the cache
+    /// target ([`Connection::cache_size`]) bounds after a commit or abort.
+    pub fn loaded_objects(&self) -> usize {
         self.inner.cache.borrow().loaded_count()
     }
 
-    /// How many object states this connection has loaded from storage.
-    pub fn load_count(&self) -> u64 {
+    /// How many object states this connection has read from its storage
+    /// since it was opened (a running total: an object evicted and read
+    /// again counts twice).
+    ///
+    /// ```
+    /// use durus_core::{Connection, FileStorage, PRef, PersistentList};
+    ///
+    /// let path = std::env::temp_dir().join(format!("doc-counts-{}.durus", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// {
+    ///     let conn = Connection::open(&path)?;
+    ///     let root: PRef<PersistentList<PRef<PersistentList<u8>>>> = conn.root()?;
+    ///     root.write()?.push(PRef::new(PersistentList::new()));
+    ///     conn.commit()?;
+    /// }
+    /// let conn = Connection::new(FileStorage::open(&path)?);
+    /// let root: PRef<PersistentList<PRef<PersistentList<u8>>>> = conn.root()?;
+    /// let first = root.read()?[0].clone(); // a ghost until read
+    /// assert_eq!((conn.objects_in_memory(), conn.loaded_objects()), (2, 1));
+    /// first.read()?;
+    /// assert_eq!((conn.loaded_objects(), conn.loads_from_storage()), (2, 2));
+    /// # drop(conn);
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), durus_core::Error>(())
+    /// ```
+    pub fn loads_from_storage(&self) -> u64 {
         self.inner.loads.get()
     }
 

@@ -41,6 +41,13 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
 /// A merge that cannot be done: the commit fails with a conflict.
+///
+/// ```
+/// use durus_core::MergeConflict;
+///
+/// let e = MergeConflict::new("balance", "would go below zero");
+/// assert_eq!(e.to_string(), "cannot merge balance: would go below zero");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MergeConflict {
     /// The field (or type) that could not be merged, as a dotted path.
@@ -72,6 +79,26 @@ impl fmt::Display for MergeConflict {
 impl std::error::Error for MergeConflict {}
 
 /// A value that merges field by field (derive it with `#[derive(Merge)]`).
+///
+/// ```
+/// use durus_core::persistent::merge::Merge;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Merge, Serialize, Deserialize, Clone, PartialEq, Default)]
+/// struct Stats {
+///     #[merge(sum)]
+///     visits: u32,
+///     #[merge(max)]
+///     best: u32,
+/// }
+///
+/// let initial = Stats { visits: 10, best: 5 };
+/// let ours = Stats { visits: 11, best: 7 };
+/// let stored = Stats { visits: 12, best: 6 };
+/// let merged = Stats::merge(&ours, &stored, &initial)?;
+/// assert_eq!((merged.visits, merged.best), (13, 7));
+/// # Ok::<(), durus_core::MergeConflict>(())
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`#[merge(nested)]` needs a type that merges its own fields, and `{Self}` does not",
     label = "this field cannot be merged field by field",
@@ -83,6 +110,15 @@ pub trait Merge: Sized {
 }
 
 /// Numbers that `#[merge(sum)]` can add up.
+///
+/// ```
+/// use durus_core::persistent::merge;
+///
+/// // Both sides added to 100: ours +5, theirs +20.
+/// assert_eq!(merge::sum(&105i64, &120, &100)?, 125);
+/// assert!(merge::sum(&u8::MAX, &10u8, &0).is_err()); // overflow
+/// # Ok::<(), durus_core::MergeConflict>(())
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`#[merge(sum)]` needs an integer or float field, and `{Self}` is not one",
     label = "this field cannot be summed",
@@ -121,6 +157,17 @@ macro_rules! summable_float {
 summable_float!(f32 f64);
 
 /// Sets and maps that `#[merge(union)]` can merge.
+///
+/// ```
+/// use durus_core::persistent::merge;
+/// use std::collections::BTreeSet;
+///
+/// let initial = BTreeSet::from([1, 2]);
+/// let ours = BTreeSet::from([1, 2, 3]);
+/// let stored = BTreeSet::from([2, 4]);
+/// assert_eq!(merge::union(&ours, &stored, &initial)?, BTreeSet::from([2, 3, 4]));
+/// # Ok::<(), durus_core::MergeConflict>(())
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`#[merge(union)]` needs a set or a map field, and `{Self}` is neither",
     label = "this field cannot be merged as a union",
@@ -207,6 +254,13 @@ impl<K: Eq + Hash + Clone, V: PartialEq + Clone, S: BuildHasher + Default> Union
 }
 
 /// Values that keep a snapshot of their state (state0) for merging.
+///
+/// ```
+/// use durus_core::persistent::merge::Snapshot;
+///
+/// let loaded = vec![1, 2, 3];
+/// assert_eq!(loaded.snapshot_copy(), loaded);
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has merge rules, so it must implement `Clone`",
     label = "add `#[derive(Clone)]` to this type",
@@ -224,6 +278,17 @@ impl<T: Clone> Snapshot for T {
 }
 
 /// Fields merged by the three-way rule (no attribute) must compare and copy.
+///
+/// ```
+/// use durus_core::persistent::merge;
+///
+/// // Only the other side changed the field: its value wins.
+/// assert_eq!(merge::three_way(&"a", &"b", &"a")?, "b");
+/// // Both changed it: a conflict, unless `same` and both agree.
+/// assert!(merge::three_way(&1, &2, &0).is_err());
+/// assert_eq!(merge::same(&2, &2, &0)?, 2);
+/// # Ok::<(), durus_core::MergeConflict>(())
+/// ```
 #[diagnostic::on_unimplemented(
     message = "a field without `#[merge(...)]` (or with `#[merge(same)]`) is merged three-way, so `{Self}` must implement `PartialEq` and `Clone`",
     label = "needs PartialEq + Clone, or a #[merge(...)] rule",
@@ -261,6 +326,14 @@ impl<T: PartialEq + Clone> ThreeWay for T {
 }
 
 /// Fields merged by `max` or `min` must be ordered.
+///
+/// ```
+/// use durus_core::persistent::merge;
+///
+/// assert_eq!(merge::max(&7, &9, &1)?, 9);
+/// assert_eq!(merge::min(&7, &9, &1)?, 7);
+/// # Ok::<(), durus_core::MergeConflict>(())
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`#[merge(max)]` and `#[merge(min)]` need an ordered field, and `{Self}` is not `Ord + Clone`",
     label = "this field has no order"

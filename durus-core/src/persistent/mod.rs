@@ -23,6 +23,26 @@ pub use merge::MergeConflict;
 ///
 /// Derive it with `#[derive(Persistent)]`; the derive also writes the merge
 /// rules given by `#[merge(...)]` attributes.
+///
+/// ```
+/// use durus_core::{Connection, MemoryStorage, PRef, Persistent};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Persistent, Serialize, Deserialize, Clone, PartialEq, Default)]
+/// #[persistent(class = "shop.Counter")]
+/// struct Counter {
+///     #[merge(sum)]
+///     hits: u64,
+/// }
+///
+/// assert_eq!(Counter::CLASS_NAME, "shop.Counter");
+/// assert!(Counter::RESOLVABLE);
+/// let conn = Connection::new(MemoryStorage::new());
+/// let counter: PRef<Counter> = conn.root()?;
+/// counter.write()?.hits += 1;
+/// conn.commit()?;
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub trait Persistent: Serialize + DeserializeOwned + 'static {
     /// The class name written in each record. It defaults to the Rust path
     /// and can be set with `#[persistent(class = "...")]`, so that a type
@@ -64,6 +84,18 @@ pub trait Persistent: Serialize + DeserializeOwned + 'static {
 }
 
 /// Where an object stands relative to its stored state (Durus's statuses).
+///
+/// ```
+/// use durus_core::{Connection, MemoryStorage, PRef, PersistentList, Status};
+///
+/// let conn = Connection::new(MemoryStorage::new());
+/// let root: PRef<PersistentList<u8>> = conn.root()?;
+/// root.write()?.push(1);
+/// assert_eq!(root.status(), Status::Unsaved);
+/// conn.commit()?;
+/// assert_eq!(root.status(), Status::Saved);
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     /// New, or changed since the last commit.
@@ -222,6 +254,30 @@ impl<T: Persistent> ErasedObj for Slot<T> {
 /// load a ghost first and so return a `Result`. A `write` marks the object
 /// changed, so the next commit stores it: a change made through the guard,
 /// however deep inside the state, cannot be lost.
+///
+/// ```
+/// use durus_core::{Connection, MemoryStorage, PRef, Persistent};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Persistent, Serialize, Deserialize, Default)]
+/// struct Shelf {
+///     books: Vec<PRef<Book>>,
+/// }
+///
+/// #[derive(Persistent, Serialize, Deserialize)]
+/// struct Book {
+///     title: String,
+/// }
+///
+/// let conn = Connection::new(MemoryStorage::new());
+/// let shelf: PRef<Shelf> = conn.root()?;
+/// let book = PRef::new(Book { title: "Emma".into() });
+/// shelf.write()?.books.push(book.clone());
+/// conn.commit()?; // the book is stored too: the shelf reaches it
+/// assert!(book.oid().is_some());
+/// assert!(shelf.read()?.books[0].ptr_eq(&book));
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub struct PRef<T: Persistent>(pub(crate) Rc<Slot<T>>);
 
 impl<T: Persistent> PRef<T> {

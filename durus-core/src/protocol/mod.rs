@@ -22,7 +22,8 @@ mod request;
 
 pub use reader::{FrameReader, ReadError};
 pub use reply::{
-    decode_fixed_oids, decode_oid_list, decode_status, decode_version, encode_oid_list, LoadReply,
+    decode_fixed_oids, decode_oid_list, decode_status, decode_version, encode_oid_list,
+    records_only, LoadReply,
 };
 pub use request::{
     BulkLoadRequest, CommitAnswer, CommitRequest, LoadRequest, NewOidRequest, NewOidsRequest,

@@ -70,6 +70,19 @@ impl LoadReply {
     }
 }
 
+/// The records among the replies to the loads of a resolution round, each
+/// with its oid. An oid with no record has nothing to merge with and is
+/// left out.
+pub fn records_only(replies: impl IntoIterator<Item = (Oid, LoadReply)>) -> Vec<(Oid, Vec<u8>)> {
+    replies
+        .into_iter()
+        .filter_map(|(oid, reply)| match reply {
+            LoadReply::Record(rec) => Some((oid, rec)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Encodes an oid list (the reply to `S` and the start of `C`):
 ///
 /// ```text

@@ -36,6 +36,22 @@ const TICK: Duration = Duration::from_millis(500);
 const SESSION_STACK: usize = 256 * 1024;
 
 /// How a server listens and treats its clients.
+///
+/// ```
+/// use durus_core::server::{Address, ServerConfig, UnixSocketOptions};
+///
+/// let config = ServerConfig {
+///     address: Address::parse("/tmp/durus.sock")?,
+///     unix: UnixSocketOptions {
+///         umask: Some(0o077),
+///         ..UnixSocketOptions::default()
+///     },
+///     gcbytes: 64 << 20, // pack after 64 MiB of commits
+///     ..ServerConfig::default()
+/// };
+/// assert_eq!(config.address.to_string(), "/tmp/durus.sock");
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Where to listen (default `127.0.0.1:2972`).
@@ -150,12 +166,53 @@ impl Shared {
 }
 
 /// A bound server, ready to [`serve`](Server::serve).
+///
+/// ```
+/// use durus_core::server::{Address, Server, ServerConfig};
+/// use durus_core::storage::ClientStorage;
+/// use durus_core::{Connection, Hub, MemoryStorage, PRef, PersistentList};
+///
+/// let config = ServerConfig {
+///     address: Address::tcp("127.0.0.1", 0), // any free port
+///     ..ServerConfig::default()
+/// };
+/// let server = Server::bind(Hub::new(MemoryStorage::new()), config)?;
+/// let address = server.local_address()?;
+/// let handle = server.handle();
+/// let running = std::thread::spawn(move || server.serve());
+///
+/// let conn = Connection::new(ClientStorage::connect_to(&address)?);
+/// let root: PRef<PersistentList<u8>> = conn.root()?;
+/// root.write()?.push(1);
+/// conn.commit()?;
+/// drop(conn);
+///
+/// handle.stop();
+/// running.join().expect("the server thread")?;
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub struct Server {
     listener: Listener,
     shared: Arc<Shared>,
 }
 
 /// Stops a running server from another thread.
+///
+/// ```
+/// use durus_core::server::{Address, Server, ServerConfig};
+/// use durus_core::{Hub, MemoryStorage};
+///
+/// let config = ServerConfig {
+///     address: Address::tcp("127.0.0.1", 0),
+///     ..ServerConfig::default()
+/// };
+/// let server = Server::bind(Hub::new(MemoryStorage::new()), config)?;
+/// let handle = server.handle();
+/// let running = std::thread::spawn(move || server.serve());
+/// handle.stop();
+/// running.join().expect("the server thread")?;
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct ServerHandle {
     shared: Arc<Shared>,

@@ -6,10 +6,10 @@ use crate::error::{Error, ProtocolError, Result, StorageError};
 use crate::net::{Address, Polled, Stream};
 use crate::oid::Oid;
 use crate::protocol::{
-    decode_fixed_oids, decode_oid_list, decode_status, decode_version, BulkLoadRequest,
-    CommitAnswer, CommitRequest, FrameReader, LoadReply, LoadRequest, NewOidsRequest, PackRequest,
-    ReadError, Request, SyncRequest, VersionRequest, CLOSE_BYTE, MAX_BULK_OIDS, MAX_OID_LIST,
-    PROTOCOL_VERSION, STATUS_INVALID, STATUS_OKAY,
+    decode_fixed_oids, decode_oid_list, decode_status, decode_version, records_only,
+    BulkLoadRequest, CommitAnswer, CommitRequest, FrameReader, LoadReply, LoadRequest,
+    NewOidsRequest, PackRequest, ReadError, Request, SyncRequest, VersionRequest, CLOSE_BYTE,
+    MAX_BULK_OIDS, MAX_OID_LIST, PROTOCOL_VERSION, STATUS_INVALID, STATUS_OKAY,
 };
 use std::io::Write;
 
@@ -24,6 +24,31 @@ const PREFETCH: usize = 64;
 const POLL: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// A storage on a server. One client session; not shared between threads.
+///
+/// ```
+/// use durus_core::server::{Address, Server, ServerConfig};
+/// use durus_core::storage::ClientStorage;
+/// use durus_core::{Connection, Hub, MemoryStorage, PRef, PersistentList};
+///
+/// let config = ServerConfig {
+///     address: Address::tcp("127.0.0.1", 0), // any free port
+///     ..ServerConfig::default()
+/// };
+/// let server = Server::bind(Hub::new(MemoryStorage::new()), config)?;
+/// let address = server.local_address()?;
+/// let handle = server.handle();
+/// let running = std::thread::spawn(move || server.serve());
+///
+/// let conn = Connection::new(ClientStorage::connect_to(&address)?);
+/// let root: PRef<PersistentList<u8>> = conn.root()?;
+/// root.write()?.push(1);
+/// conn.commit()?;
+/// drop(conn);
+///
+/// handle.stop();
+/// running.join().expect("the server thread")?;
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub struct ClientStorage {
     address: Address,
     stream: Stream,
@@ -184,14 +209,7 @@ impl Storage for ClientStorage {
         let resolved = transaction.resolve(handler, &invalidated, |asked| {
             CommitAnswer::Resolve(asked.to_vec()).encode(&mut self.out);
             self.flush_out()?;
-            Ok(self
-                .read_loads(asked)?
-                .into_iter()
-                .filter_map(|(oid, reply)| match reply {
-                    LoadReply::Record(rec) => Some((oid, rec)),
-                    _ => None,
-                })
-                .collect())
+            Ok(records_only(self.read_loads(asked)?))
         });
         let records = transaction.take_records();
         self.transaction = transaction;

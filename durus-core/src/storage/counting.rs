@@ -9,6 +9,21 @@ use std::sync::Arc;
 
 /// What a [`Counting`] storage saw. Shared, so it can be read while a
 /// connection owns the storage.
+///
+/// ```
+/// use durus_core::storage::{Counting, Written};
+/// use durus_core::{Connection, MemoryStorage, PRef, PersistentList};
+///
+/// let (storage, counts) = Counting::new(MemoryStorage::new());
+/// let conn = Connection::new(storage);
+/// let root: PRef<PersistentList<u8>> = conn.root()?;
+/// root.write()?.push(1);
+/// conn.commit()?;
+/// assert_eq!(counts.last().records, 1);
+/// let total: Written = counts.total();
+/// assert!(total.records >= 1 && total.bytes >= counts.last().bytes);
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct StorageCounts {
     records_loaded: AtomicU64,
@@ -22,6 +37,23 @@ pub struct StorageCounts {
 }
 
 /// Loads counted by [`StorageCounts::loads`].
+///
+/// ```
+/// use durus_core::storage::{Counting, Loads};
+/// use durus_core::{Connection, MemoryStorage, PRef, PersistentList};
+///
+/// let (storage, counts) = Counting::new(MemoryStorage::new());
+/// let conn = Connection::new(storage);
+/// let root: PRef<PersistentList<u8>> = conn.root()?;
+/// conn.commit()?;
+/// conn.abort()?; // nothing changed
+/// let before = counts.loads();
+/// let _ = conn.root::<PersistentList<u8>>()?.read()?.len();
+/// let after = counts.loads();
+/// assert!(after.records >= before.records);
+/// assert_eq!(Loads::default(), Loads { records: 0, requests: 0 });
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Loads {
     /// Records loaded.
@@ -31,6 +63,21 @@ pub struct Loads {
 }
 
 /// Committed records counted by [`StorageCounts::last`] and [`StorageCounts::total`].
+///
+/// ```
+/// use durus_core::storage::{Counting, Written};
+/// use durus_core::{Connection, MemoryStorage, PRef, PersistentList};
+///
+/// let (storage, counts) = Counting::new(MemoryStorage::new());
+/// let conn = Connection::new(storage);
+/// let root: PRef<PersistentList<u8>> = conn.root()?;
+/// root.write()?.push(1);
+/// conn.commit()?;
+/// assert_eq!(counts.last().records, 1);
+/// let total: Written = counts.total();
+/// assert!(total.records >= 1 && total.bytes >= counts.last().bytes);
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Written {
     /// Records committed.
@@ -66,6 +113,21 @@ impl StorageCounts {
 }
 
 /// Passes everything on to `inner`, counting loads and committed records.
+///
+/// ```
+/// use durus_core::storage::{Counting, Written};
+/// use durus_core::{Connection, MemoryStorage, PRef, PersistentList};
+///
+/// let (storage, counts) = Counting::new(MemoryStorage::new());
+/// let conn = Connection::new(storage);
+/// let root: PRef<PersistentList<u8>> = conn.root()?;
+/// root.write()?.push(1);
+/// conn.commit()?;
+/// assert_eq!(counts.last().records, 1);
+/// let total: Written = counts.total();
+/// assert!(total.records >= 1 && total.bytes >= counts.last().bytes);
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub struct Counting<S> {
     inner: S,
     counts: Arc<StorageCounts>,

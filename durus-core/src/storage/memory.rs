@@ -6,6 +6,18 @@ use crate::oid::Oid;
 use std::collections::HashMap;
 
 /// Keeps every record in memory. Nothing survives the process.
+///
+/// ```
+/// use durus_core::{Connection, MemoryStorage, PRef, PersistentList};
+///
+/// let storage = MemoryStorage::new();
+/// assert!(storage.is_empty());
+/// let conn = Connection::new(storage);
+/// let root: PRef<PersistentList<u8>> = conn.root()?;
+/// conn.commit()?;
+/// assert_eq!(conn.with_storage(|s| s.contains(durus_core::Oid::ROOT))?, true);
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
     records: HashMap<Oid, Vec<u8>>,

@@ -27,6 +27,16 @@ use crate::record;
 use std::collections::{BTreeSet, HashSet};
 
 /// A store of records by oid with transactional commits.
+///
+/// ```
+/// use durus_core::{MemoryStorage, Oid, Storage};
+///
+/// let mut storage = MemoryStorage::new();
+/// assert!(!storage.contains(Oid::ROOT)?);
+/// let oid = storage.new_oid()?;
+/// assert_eq!(oid, Oid::ROOT); // the first oid is the root's
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub trait Storage: Send {
     /// The record stored for `oid`.
     ///
@@ -100,6 +110,15 @@ pub trait Storage: Send {
 }
 
 /// The connection's side of a commit on a shared storage.
+///
+/// ```
+/// use durus_core::storage::{CommitHandler, NoConflicts};
+/// use durus_core::Oid;
+///
+/// let mut handler = NoConflicts;
+/// assert!(handler.invalidated(&[]).is_ok());
+/// assert!(handler.invalidated(&[Oid(3)]).is_err());
+/// ```
 pub trait CommitHandler {
     /// Receives the oids other clients committed since this one last synced.
     ///
@@ -114,6 +133,16 @@ pub trait CommitHandler {
 }
 
 /// A handler for commits that cannot conflict: any invalidation is a conflict.
+///
+/// ```
+/// use durus_core::storage::NoConflicts;
+/// use durus_core::{MemoryStorage, Storage};
+///
+/// let mut storage = MemoryStorage::new();
+/// storage.begin();
+/// storage.end(&mut NoConflicts)?.wait()?; // an empty commit
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub struct NoConflicts;
 
 impl CommitHandler for NoConflicts {
@@ -134,6 +163,15 @@ type DurableWait = Box<dyn FnOnce() -> Result<()> + Send>;
 
 /// What a written commit still needs to be durable (an fsync, perhaps shared
 /// with other commits). Wait on it before acknowledging the commit.
+///
+/// ```
+/// use durus_core::storage::Durability;
+///
+/// Durability::done().wait()?;
+/// let pending = Durability::pending(|| Ok(())); // e.g. waits for an fsync
+/// pending.wait()?;
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[must_use = "a commit is not durable until its Durability is waited on"]
 pub struct Durability(Option<DurableWait>);
 

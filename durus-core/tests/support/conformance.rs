@@ -62,7 +62,11 @@ pub fn single(conn: Connection) -> durus_core::Result<()> {
     }
     conn.abort()?;
     conn.abort()?;
-    assert!(conn.loaded_count() <= 50, "{} loaded", conn.loaded_count());
+    assert!(
+        conn.loaded_objects() <= 50,
+        "{} loaded",
+        conn.loaded_objects()
+    );
     let sum: i64 = root
         .read()?
         .items

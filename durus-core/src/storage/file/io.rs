@@ -14,6 +14,21 @@ use std::sync::Arc;
 ///
 /// Every method takes `&self`: a sync may run in one thread while another
 /// appends (group commit). Implementations must be safe to share.
+///
+/// ```
+/// use durus_core::storage::file::{FileIo, StdFileIo};
+///
+/// let path = std::env::temp_dir().join(format!("doc-io-{}.durus", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// let file = std::fs::File::options().read(true).write(true).create(true).open(&path)?;
+/// let io = StdFileIo::new(file);
+/// io.write_all_at(b"hello", 0)?;
+/// let mut back = [0u8; 5];
+/// io.read_exact_at(&mut back, 0)?;
+/// assert_eq!((&back, io.file_len()?), (b"hello", 5));
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub trait FileIo: Send + Sync {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read
     /// (0 at the end of the file).
@@ -55,6 +70,18 @@ pub trait FileIo: Send + Sync {
 }
 
 /// A [`FileIo`] over a `std::fs::File`.
+///
+/// ```
+/// use durus_core::storage::file::{FileIo, StdFileIo};
+///
+/// let path = std::env::temp_dir().join(format!("doc-stdio-{}.durus", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// let io = StdFileIo::new(std::fs::File::create(&path)?);
+/// io.set_len(8)?;
+/// assert_eq!(io.file_len()?, 8);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct StdFileIo {
     file: File,
@@ -100,6 +127,27 @@ impl FileIo for StdFileIo {
 
 /// Wraps each file the storage opens (the database, and the file a pack
 /// writes) before use. Tests install one to inject faults.
+///
+/// ```
+/// use durus_core::storage::file::{FileIo, FileOptions, IoWrapper};
+/// use durus_core::FileStorage;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// let opened = Arc::new(AtomicUsize::new(0));
+/// let seen = opened.clone();
+/// let wrapper: IoWrapper = Arc::new(move |io: Arc<dyn FileIo>| {
+///     seen.fetch_add(1, Ordering::Relaxed);
+///     io
+/// });
+/// let path = std::env::temp_dir().join(format!("doc-wrap-{}.durus", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// let storage = FileStorage::open_with(&path, FileOptions::new().wrap_io(wrapper))?;
+/// assert_eq!(opened.load(Ordering::Relaxed), 1);
+/// # drop(storage);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 pub type IoWrapper = Arc<dyn Fn(Arc<dyn FileIo>) -> Arc<dyn FileIo> + Send + Sync>;
 
 /// A sequential reader over a [`FileIo`] with a buffer, for scans.

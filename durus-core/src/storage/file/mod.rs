@@ -15,216 +15,40 @@
 //!
 //! The module also has the functions the `durus` tools use on a file:
 //! [`verify`], [`repair`] and [`FileStorage::records`].
+//!
+//! The files: `options.rs` the options; `open.rs` opening and locking;
+//! `open_shelf.rs` the open file in memory; `oid_cursor.rs` where new oids
+//! come from; `shelf.rs` the byte layout; `io.rs` the I/O trait;
+//! `durable.rs` group commit; `pack.rs` the online pack; `tools.rs` verify
+//! and repair.
 
 mod durable;
 mod io;
+mod oid_cursor;
+mod open;
+mod open_shelf;
+mod options;
 mod pack;
 pub(crate) mod shelf;
 mod tools;
 
 pub use io::{FileIo, IoWrapper, StdFileIo};
+pub use options::{Cut, FileOptions, FsyncPolicy};
 pub use tools::{repair, verify, verify_with_progress, Problem, RepairReport, VerifyReport};
 
 use super::{CommitHandler, Durability, Storage};
 use crate::error::{Error, Result, StorageError};
-use crate::oid::{Oid, OidMap};
-use durable::{GroupSync, Poison};
+use crate::oid::Oid;
+use durable::Poison;
+use open::open_io;
+pub(crate) use open::sync_dir;
+use open_shelf::OpenShelf;
 use pack::Packer;
-use shelf::{io_err, Holes, OffsetMap};
+use shelf::io_err;
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// When commits reach the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FsyncPolicy {
-    /// A commit is durable (fdatasync) before it is acknowledged; commits
-    /// made at the same time share one fsync. The default.
-    #[default]
-    Always,
-    /// Never fsync commits, as Python Durus does. **Unsafe**: a power loss
-    /// can lose acknowledged commits or leave a torn tail. For comparisons
-    /// and for data that can be rebuilt.
-    Never,
-}
-
-/// How to open a [`FileStorage`].
-#[derive(Clone, Default)]
-pub struct FileOptions {
-    fsync: FsyncPolicy,
-    read_only: bool,
-    repair: bool,
-    pack_step_records: Option<usize>,
-    wrapper: Option<IoWrapper>,
-}
-
-impl FileOptions {
-    /// The defaults: writable (created when missing), locked, fsync on
-    /// every commit, a torn tail is an error.
-    pub fn new() -> FileOptions {
-        FileOptions::default()
-    }
-
-    /// Sets the fsync policy.
-    pub fn fsync(mut self, policy: FsyncPolicy) -> FileOptions {
-        self.fsync = policy;
-        self
-    }
-
-    /// Opens without a lock and refuses every write. The file must exist.
-    pub fn read_only(mut self, read_only: bool) -> FileOptions {
-        self.read_only = read_only;
-        self
-    }
-
-    /// Truncates a torn last transaction instead of failing (read-only:
-    /// ignores it). [`FileStorage::repaired`] says what was cut.
-    pub fn repair(mut self, repair: bool) -> FileOptions {
-        self.repair = repair;
-        self
-    }
-
-    /// How many records one [`Storage::pack_step`] copies (default 4096).
-    pub fn pack_step_records(mut self, records: usize) -> FileOptions {
-        self.pack_step_records = Some(records.max(1));
-        self
-    }
-
-    /// Wraps every file the storage opens (tests inject faults this way).
-    pub fn wrap_io(mut self, wrapper: IoWrapper) -> FileOptions {
-        self.wrapper = Some(wrapper);
-        self
-    }
-}
-
-impl fmt::Debug for FileOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FileOptions")
-            .field("fsync", &self.fsync)
-            .field("read_only", &self.read_only)
-            .field("repair", &self.repair)
-            .field("wrapped", &self.wrapper.is_some())
-            .finish()
-    }
-}
-
-/// What an open with repair cut from the end of the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cut {
-    /// Where the torn transaction began (the file's new length).
-    pub offset: u64,
-    /// How many bytes were removed.
-    pub bytes: u64,
-    /// What was wrong with them.
-    pub reason: String,
-}
-
-/// Where new oids come from: Durus's list of holes, then past the map.
-enum OidCursor {
-    Holes(Holes),
-    Grow(u64),
-}
-
-/// One open SHELF-1 file and what is known of it.
-pub(crate) struct Shelf {
-    io: Arc<dyn FileIo>,
-    map: OffsetMap,
-    /// Offsets of the records written after the map (the latest per oid).
-    index: OidMap<u64>,
-    /// The length of the file as far as whole transactions go.
-    end: u64,
-    cursor: OidCursor,
-    group: Arc<GroupSync>,
-}
-
-impl Shelf {
-    /// Reads a file's structure: the map's header and the transactions after it.
-    fn read(
-        io: Arc<dyn FileIo>,
-        repair: bool,
-        writable: bool,
-        poison: &Arc<Poison>,
-    ) -> Result<(Shelf, Option<Cut>)> {
-        let len = io
-            .file_len()
-            .map_err(|e| io_err("reading the file length", e))?;
-        let map = shelf::read_head(io.as_ref(), len)?;
-        let scan = shelf::scan_transactions(io.as_ref(), map.end(), len, |_, _| Ok(()))?;
-        let mut cut = None;
-        if let Some((offset, bytes, reason)) = scan.torn {
-            if !repair {
-                return Err(Error::Storage(StorageError::TornTail {
-                    offset,
-                    bytes,
-                    message: reason,
-                }));
-            }
-            if writable {
-                io.set_len(offset)
-                    .and_then(|()| io.sync(false))
-                    .map_err(|e| {
-                        io_err(format!("truncating the torn tail at offset {offset}"), e)
-                    })?;
-            }
-            cut = Some(Cut {
-                offset,
-                bytes,
-                reason,
-            });
-        }
-        let shelf = Shelf {
-            group: GroupSync::new(io.clone(), poison.clone()),
-            io,
-            map,
-            index: scan.index,
-            end: scan.end,
-            cursor: OidCursor::Holes(Holes::new(map)),
-        };
-        Ok((shelf, cut))
-    }
-
-    /// The offset of the latest record of `oid`.
-    fn position(&self, oid: Oid) -> Result<Option<u64>> {
-        match self.index.get(&oid) {
-            Some(at) => Ok(Some(*at)),
-            None => self.map.get(self.io.as_ref(), oid),
-        }
-    }
-
-    fn load(&self, oid: Oid) -> Result<Vec<u8>> {
-        match self.position(oid)? {
-            Some(at) => shelf::read_record(self.io.as_ref(), at, oid, self.end),
-            None => Err(Error::NotFound(oid)),
-        }
-    }
-
-    /// One past the largest oid that can have a record.
-    fn oid_limit(&self) -> u64 {
-        let top = self
-            .index
-            .keys()
-            .map(|o| o.0.saturating_add(1))
-            .max()
-            .unwrap_or(0);
-        top.max(self.map.words)
-    }
-
-    /// Calls `f` for every oid with a record.
-    fn for_each_oid(&self, mut f: impl FnMut(Oid)) -> Result<()> {
-        self.map.for_each(self.io.as_ref(), |oid, _| {
-            if !self.index.contains_key(&oid) {
-                f(oid);
-            }
-            Ok(())
-        })?;
-        let mut later: Vec<Oid> = self.index.keys().copied().collect();
-        later.sort_unstable();
-        later.into_iter().for_each(f);
-        Ok(())
-    }
-}
 
 /// A [`Storage`] in one SHELF-1 file, readable and writable by Python Durus 4.3.
 ///
@@ -258,7 +82,7 @@ impl Shelf {
 pub struct FileStorage {
     path: PathBuf,
     options: FileOptions,
-    shelf: Option<Shelf>,
+    shelf: Option<OpenShelf>,
     pending: Vec<(Oid, Vec<u8>)>,
     /// Oids handed out by `new_oid` and not yet committed.
     allocated: HashSet<Oid>,
@@ -277,75 +101,6 @@ impl fmt::Debug for FileStorage {
             .field("open", &self.shelf.is_some())
             .finish()
     }
-}
-
-fn open_io(path: &Path, options: &FileOptions, create: bool) -> Result<(Arc<dyn FileIo>, bool)> {
-    let shown = path.display().to_string();
-    let file = if options.read_only {
-        File::open(path).map_err(|e| io_err(format!("opening {shown}"), e))?
-    } else {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| io_err(format!("opening {shown}"), e))?;
-        lock_exclusive(&file, &shown)?;
-        file
-    };
-    let len = file
-        .metadata()
-        .map_err(|e| io_err(format!("reading the length of {shown}"), e))?
-        .len();
-    let io: Arc<dyn FileIo> = Arc::new(StdFileIo::new(file));
-    // Empty, or cut short while it was being created: a new file.
-    let empty = shelf::empty_file();
-    let fresh = len == 0
-        || (len < empty.len() as u64 && {
-            let mut head = vec![0u8; len as usize];
-            io.read_exact_at(&mut head, 0).is_ok() && empty.starts_with(&head)
-        });
-    let io = match &options.wrapper {
-        Some(wrap) => wrap(io),
-        None => io,
-    };
-    Ok((io, fresh))
-}
-
-/// How long a writable open waits for a lock held by someone else. A lock
-/// is also held for a moment by a child process that this or another
-/// process forks to run a program (the child shares the descriptor until it
-/// execs), so a busy lock is tried again briefly before it is reported.
-const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
-
-fn lock_exclusive(file: &File, shown: &str) -> Result<()> {
-    let started = std::time::Instant::now();
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(()),
-            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_PATIENCE => {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Storage(StorageError::Locked(shown.to_string())))
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(io_err(format!("locking {shown}"), e))
-            }
-        }
-    }
-}
-
-/// Fsyncs the directory holding `path`, so that a create or rename in it is durable.
-pub(crate) fn sync_dir(path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(format!("syncing directory {}", dir.display()), e))
 }
 
 impl FileStorage {
@@ -374,7 +129,7 @@ impl FileStorage {
                 .map_err(|e| io_err(format!("creating {}", path.display()), e))?;
             sync_dir(&path)?;
         }
-        let (shelf, repaired) = Shelf::read(io, options.repair, !options.read_only, &poison)?;
+        let (shelf, repaired) = OpenShelf::read(io, options.repair, !options.read_only, &poison)?;
         Ok(FileStorage {
             path,
             options,
@@ -432,7 +187,7 @@ impl FileStorage {
             .map(move |oid| shelf.load(oid).map(|r| (oid, r))))
     }
 
-    fn shelf(&self) -> Result<&Shelf> {
+    fn shelf(&self) -> Result<&OpenShelf> {
         self.shelf
             .as_ref()
             .ok_or(Error::Storage(StorageError::Closed))
@@ -475,23 +230,7 @@ impl Storage for FileStorage {
             .as_mut()
             .ok_or(Error::Storage(StorageError::Closed))?;
         loop {
-            let candidate = match &mut shelf.cursor {
-                OidCursor::Holes(holes) => match holes.next_hole(shelf.io.as_ref())? {
-                    Some(hole) => hole,
-                    None => {
-                        shelf.cursor = OidCursor::Grow(shelf.map.words);
-                        continue;
-                    }
-                },
-                OidCursor::Grow(next) => {
-                    let oid = *next;
-                    *next = next
-                        .checked_add(1)
-                        .ok_or_else(|| Error::Storage(StorageError::Other("out of oids".into())))?;
-                    oid
-                }
-            };
-            let oid = Oid(candidate);
+            let oid = Oid(shelf.cursor.next(shelf.io.as_ref(), shelf.map.words)?);
             if shelf.index.contains_key(&oid)
                 || self.allocated.contains(&oid)
                 || self.invalid.contains(&oid)

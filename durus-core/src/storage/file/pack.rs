@@ -14,8 +14,9 @@
 //! never the records themselves (except those committed during the pack).
 
 use super::io::FileIo;
+use super::open_shelf::OpenShelf;
 use super::shelf::{self, io_err, OffsetMap, INITIAL_TRANSACTION, PREFIX};
-use super::{open_io, sync_dir, FileStorage, Shelf};
+use super::{open_io, sync_dir, FileStorage};
 use crate::error::{Error, Result, StorageError};
 use crate::oid::Oid;
 use crate::record;
@@ -150,7 +151,7 @@ impl Packer {
 
     /// Visits one oid from the stack: returns its record, and queues the
     /// oids it refers to that have not been seen.
-    fn visit(&mut self, shelf: &Shelf, oid: Oid) -> Result<Option<Vec<u8>>> {
+    fn visit(&mut self, shelf: &OpenShelf, oid: Oid) -> Result<Option<Vec<u8>>> {
         let rec = match shelf.load(oid) {
             Ok(rec) => rec,
             Err(Error::NotFound(_)) => return Ok(None),
@@ -183,7 +184,7 @@ impl Packer {
         }
     }
 
-    fn copy(&mut self, shelf: &Shelf) -> Result<()> {
+    fn copy(&mut self, shelf: &OpenShelf) -> Result<()> {
         for _ in 0..self.step_records {
             let Some(oid) = self.todo.pop() else { break };
             let Some(rec) = self.visit(shelf, oid)? else {
@@ -314,7 +315,7 @@ impl Packer {
         // From here the new file is the database: a failure must stop writes
         // to the old one.
         let switched = sync_dir(&fs.path).and_then(|()| {
-            Shelf::read(self.io.clone(), false, true, &fs.poison).map(|(shelf, _)| shelf)
+            OpenShelf::read(self.io.clone(), false, true, &fs.poison).map(|(shelf, _)| shelf)
         });
         match switched {
             Ok(shelf) => {

@@ -2,7 +2,7 @@
 
 use super::io::{FileIo, ScanReader, StdFileIo};
 use super::pack::Bitmap;
-use super::shelf::{self, io_err, Holes, INITIAL_RECORDS};
+use super::shelf::{self, io_err, Holes, OffsetMap, INITIAL_RECORDS};
 use super::{open_io, Cut, FileOptions};
 use crate::error::{Error, Result, StorageError};
 use crate::oid::{Oid, OidMap};
@@ -12,6 +12,16 @@ use std::fs::File;
 use std::path::Path;
 
 /// One problem [`verify`] found, at a file offset.
+///
+/// ```
+/// use durus_core::storage::file::Problem;
+///
+/// let problem = Problem {
+///     offset: 1024,
+///     message: "record 42: length past end of file".into(),
+/// };
+/// assert_eq!(problem.to_string(), "offset 1024: record 42: length past end of file");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// Where in the file.
@@ -27,6 +37,25 @@ impl fmt::Display for Problem {
 }
 
 /// The structure of a file as [`verify`] found it.
+///
+/// ```
+/// use durus_core::storage::file::verify;
+/// use durus_core::{Connection, PRef, PersistentList};
+///
+/// let path = std::env::temp_dir().join(format!("doc-verify-{}.durus", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// {
+///     let conn = Connection::open(&path)?;
+///     let root: PRef<PersistentList<u8>> = conn.root()?;
+///     root.write()?.push(1);
+///     conn.commit()?;
+/// }
+/// let report = verify(&path)?;
+/// assert!(report.is_ok(), "{:?}", report.problems);
+/// assert_eq!(report.objects, 1);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Length of the file in bytes.
@@ -60,6 +89,18 @@ impl VerifyReport {
             offset,
             message: message.into(),
         });
+    }
+
+    /// Lists a corruption error as a problem; any other error (the file
+    /// cannot be read) is returned.
+    fn note(&mut self, e: Error) -> Result<()> {
+        match e {
+            Error::Storage(StorageError::Corrupt { offset, message }) => {
+                self.problem(offset, message);
+                Ok(())
+            }
+            e => Err(e),
+        }
     }
 }
 
@@ -95,17 +136,34 @@ pub fn verify_with_progress(
     };
     let map = match shelf::read_head(&io, report.file_len) {
         Ok(map) => map,
-        Err(Error::Storage(StorageError::Corrupt { offset, message })) => {
-            report.problem(offset, message);
+        Err(e) => {
+            report.note(e)?;
             return Ok(report);
         }
-        Err(e) => return Err(e),
     };
     report.map_words = map.words;
+    let initial = check_initial(&io, map, &mut report)?;
+    let mut live = Bitmap::default();
+    let hole_words = check_map(&io, map, &initial, &mut live, &mut report)?;
+    check_holes(&io, map, hole_words, &mut report)?;
+    let index = scan_later(&io, map, &mut report)?;
+    for oid in index.keys() {
+        live.insert(*oid);
+    }
+    check_records(&io, map, &index, &live, &mut report, progress)?;
+    progress(report.objects);
+    Ok(report)
+}
 
-    // The initial transaction: the items the map may point at.
+/// The initial transaction: the items the map may point at, as (offset,
+/// oid) in file order.
+fn check_initial(
+    io: &StdFileIo,
+    map: OffsetMap,
+    report: &mut VerifyReport,
+) -> Result<Vec<(u64, Oid)>> {
     let mut initial: Vec<(u64, Oid)> = Vec::new();
-    let mut reader = ScanReader::new(&io, map.start);
+    let mut reader = ScanReader::new(io, map.start);
     let mut p = INITIAL_RECORDS;
     while p < map.start {
         let mut head = [0u8; 28];
@@ -134,9 +192,19 @@ pub fn verify_with_progress(
         }
     }
     report.initial_records = initial.len() as u64;
+    Ok(initial)
+}
 
-    // The offset map against the initial transaction.
-    let mut live = Bitmap::default();
+/// The offset map against the initial transaction: every entry that is not
+/// a hole link points at a record of its oid. Marks those oids `live` and
+/// returns the number of hole words.
+fn check_map(
+    io: &StdFileIo,
+    map: OffsetMap,
+    initial: &[(u64, Oid)],
+    live: &mut Bitmap,
+    report: &mut VerifyReport,
+) -> Result<u64> {
     let mut in_map = 0u64;
     let mut hole_words = 0u64;
     let mut words = Vec::new();
@@ -182,16 +250,26 @@ pub fn verify_with_progress(
             ),
         );
     }
+    Ok(hole_words)
+}
+
+/// The list of holes: it can be walked to its end and has one entry per
+/// hole word of the map.
+fn check_holes(
+    io: &StdFileIo,
+    map: OffsetMap,
+    hole_words: u64,
+    report: &mut VerifyReport,
+) -> Result<()> {
     let mut holes = Holes::new(map);
     loop {
-        match holes.next_hole(&io) {
+        match holes.next_hole(io) {
             Ok(Some(_)) => report.holes += 1,
             Ok(None) => break,
-            Err(Error::Storage(StorageError::Corrupt { offset, message })) => {
-                report.problem(offset, message);
+            Err(e) => {
+                report.note(e)?;
                 break;
             }
-            Err(e) => return Err(e),
         }
     }
     if report.holes != hole_words {
@@ -203,10 +281,14 @@ pub fn verify_with_progress(
             ),
         );
     }
+    Ok(())
+}
 
-    // The transactions after the map.
+/// The transactions after the map: their framing and a torn tail. Returns
+/// the offset of each oid's latest record in them.
+fn scan_later(io: &StdFileIo, map: OffsetMap, report: &mut VerifyReport) -> Result<OidMap<u64>> {
     let mut index: OidMap<u64> = OidMap::default();
-    match shelf::scan_transactions(&io, map.end(), report.file_len, |_, _| Ok(())) {
+    match shelf::scan_transactions(io, map.end(), report.file_len, |_, _| Ok(())) {
         Ok(scan) => {
             report.transactions = scan.transactions;
             index = scan.index;
@@ -217,18 +299,23 @@ pub fn verify_with_progress(
                 );
             }
         }
-        Err(Error::Storage(StorageError::Corrupt { offset, message })) => {
-            report.problem(offset, message)
-        }
-        Err(e) => return Err(e),
+        Err(e) => report.note(e)?,
     }
-    for oid in index.keys() {
-        live.insert(*oid);
-    }
+    Ok(index)
+}
 
-    // Every current record: framing and references.
+/// Every current record, in file order: its framing and its references
+/// (a reference to an oid that is not `live` is dangling).
+fn check_records(
+    io: &StdFileIo,
+    map: OffsetMap,
+    index: &OidMap<u64>,
+    live: &Bitmap,
+    report: &mut VerifyReport,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
     let mut current: Vec<(Oid, u64)> = Vec::new();
-    map.for_each(&io, |oid, at| {
+    map.for_each(io, |oid, at| {
         if !index.contains_key(&oid) {
             current.push((oid, at));
         }
@@ -241,13 +328,12 @@ pub fn verify_with_progress(
         if done % 10_000 == 0 {
             progress(done as u64);
         }
-        let rec = match shelf::read_record(&io, at, oid, report.file_len) {
+        let rec = match shelf::read_record(io, at, oid, report.file_len) {
             Ok(rec) => rec,
-            Err(Error::Storage(StorageError::Corrupt { offset, message })) => {
-                report.problem(offset, message);
+            Err(e) => {
+                report.note(e)?;
                 continue;
             }
-            Err(e) => return Err(e),
         };
         match record::unpack(&rec) {
             Ok(view) => {
@@ -267,11 +353,23 @@ pub fn verify_with_progress(
             Err(e) => report.problem(at, e.to_string()),
         }
     }
-    progress(report.objects);
-    Ok(report)
+    Ok(())
 }
 
 /// What [`repair`] did.
+///
+/// ```
+/// use durus_core::storage::file::repair;
+/// use durus_core::FileStorage;
+///
+/// let path = std::env::temp_dir().join(format!("doc-repair-{}.durus", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// drop(FileStorage::open(&path)?);
+/// let report = repair(&path)?;
+/// assert!(report.cut.is_none()); // nothing was torn
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), durus_core::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairReport {
     /// The torn tail that was cut, if there was one.
