@@ -55,6 +55,10 @@ const SCHEMA_ATTEMPTS: usize = 5;
 /// How long connecting may take when the URL does not say.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// One row of `durus_object` as [`PgStorage::records_after`] reads it: the
+/// oid, the record, and the oids of the row's `refs` column.
+pub type PgRow = (Oid, Vec<u8>, Vec<Oid>);
+
 /// A storage in a PostgreSQL database; one client, one PostgreSQL session.
 ///
 /// Open one per `Connection` (each process, each thread), or share one in a
@@ -153,7 +157,7 @@ impl PgStorage {
         &mut self,
         after: Option<Oid>,
         limit: usize,
-    ) -> Result<Vec<(Oid, Vec<u8>, Vec<Oid>)>> {
+    ) -> Result<Vec<PgRow>> {
         let after = match after {
             None => -1,
             Some(oid) => sql_oid(oid)?,
