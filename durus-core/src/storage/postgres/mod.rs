@@ -153,11 +153,7 @@ impl PgStorage {
     /// page of a copy of the whole database, or of a check of every record.
     /// Each comes with the oids of its row's `refs` column (what a pack
     /// follows).
-    pub fn records_after(
-        &mut self,
-        after: Option<Oid>,
-        limit: usize,
-    ) -> Result<Vec<PgRow>> {
+    pub fn records_after(&mut self, after: Option<Oid>, limit: usize) -> Result<Vec<PgRow>> {
         let after = match after {
             None => -1,
             Some(oid) => sql_oid(oid)?,
