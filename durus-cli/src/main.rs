@@ -46,10 +46,21 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// Check a storage file's structure.
+    /// Check a storage file's structure, or a PostgreSQL database's records
+    /// (each decodes, no dangling reference, what is reachable).
     Verify(TargetArgs),
     /// Repair a storage file's torn tail.
     Repair(TargetArgs),
+    /// Copy every record, oids kept, from one storage into an empty one
+    /// (a file or a postgresql:// URL, either way).
+    Convert {
+        /// The storage to read: a file or a postgresql:// URL.
+        #[arg(value_name = "SRC")]
+        src: std::ffi::OsString,
+        /// The storage to write, new or empty: a file or a postgresql:// URL.
+        #[arg(value_name = "DST")]
+        dst: std::ffi::OsString,
+    },
     /// Run a benchmark workload (as the Python peer's harness does).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -261,8 +272,8 @@ impl ServerArgs {
 
 #[derive(Args)]
 struct TargetArgs {
-    /// A storage file (otherwise a server is used).
-    #[arg(value_name = "FILE", conflicts_with_all = ["file", "host", "port", "address"])]
+    /// A storage file or a postgresql:// URL (otherwise a server is used).
+    #[arg(value_name = "STORAGE", conflicts_with_all = ["file", "host", "port", "address"])]
     path: Option<PathBuf>,
     /// A storage file, as an option.
     #[arg(long, conflicts_with_all = ["host", "port", "address"])]
@@ -279,7 +290,7 @@ impl TargetArgs {
 
     fn target(&self) -> Target {
         match self.file() {
-            Some(f) => Target::File(f),
+            Some(f) => Target::storage(f.as_os_str()),
             None => Target::Server(self.server.address()),
         }
     }
@@ -305,12 +316,17 @@ impl FileState {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// The storage file; without it, a new temporary database.
-    #[arg(value_name = "FILE", conflicts_with = "file")]
+    /// The storage file; without it (and without --storage), a new
+    /// temporary database.
+    #[arg(value_name = "FILE", conflicts_with_all = ["file", "storage"])]
     path: Option<PathBuf>,
     /// The storage file, as an option.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "storage")]
     file: Option<PathBuf>,
+    /// The storage: a file, or a PostgreSQL database's postgresql:// URL
+    /// (several servers may serve one database).
+    #[arg(long, value_name = "STORAGE")]
+    storage: Option<std::ffi::OsString>,
     #[command(flatten)]
     server: ServerArgs,
     /// Owner (name or uid) of the Unix-domain socket.
@@ -384,8 +400,14 @@ fn main() -> ExitCode {
 fn run(command: Command) -> durus_core::Result<ExitCode> {
     match command {
         Command::Serve(a) => {
+            let (file, postgres) = match a.storage.as_deref().map(Target::storage) {
+                Some(Target::Postgres(url)) => (None, Some(url)),
+                Some(Target::File(path)) => (Some(path), None),
+                _ => (a.path.or(a.file), None),
+            };
             let options = ServeOptions {
-                file: a.path.or(a.file),
+                file,
+                postgres,
                 fsync: a.fsync.into(),
                 config: ServerConfig {
                     address: a.server.address(),
@@ -430,16 +452,33 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
         }
         Command::Bench(b) => return bench(b),
         Command::Verify(t) => {
-            let Some(path) = t.file() else {
-                eprintln!("durus: verify works on a storage file: give its path");
-                return Ok(ExitCode::FAILURE);
+            let sound = match t.target() {
+                Target::File(path) => tools::verify(&path, &mut std::io::stdout())?,
+                Target::Postgres(url) => tools::verify_postgres(&url, &mut std::io::stdout())?,
+                Target::Server(_) => {
+                    eprintln!(
+                        "durus: verify works on a storage file or a PostgreSQL database: \
+                         give its path or URL"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
             };
-            if !tools::verify(&path, &mut std::io::stdout())? {
+            if !sound {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Convert { src, dst } => {
+            tools::convert(
+                &Target::storage(&src),
+                &Target::storage(&dst),
+                &mut std::io::stdout(),
+            )?;
+        }
         Command::Repair(t) => {
-            let Some(path) = t.file() else {
+            let Some(path) = t
+                .file()
+                .filter(|f| !matches!(Target::storage(f.as_os_str()), Target::Postgres(_)))
+            else {
                 eprintln!("durus: repair works on a storage file: give its path");
                 return Ok(ExitCode::FAILURE);
             };

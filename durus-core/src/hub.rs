@@ -133,9 +133,12 @@ impl Hub {
         self.with_storage(|s| s.pack_step())
     }
 
-    /// Closes the storage; later operations fail.
+    /// Closes the storage; later operations fail. (No sync after it, as
+    /// `with_storage` does: a closed storage may refuse one.)
     pub fn close(&self) -> Result<()> {
-        self.with_storage(|s| s.close())
+        let _commit = lock(&self.shared.commit);
+        let mut state = lock(&self.shared.state);
+        state.storage.close()
     }
 }
 

@@ -1,12 +1,16 @@
-//! The work behind the `durus` command: serve, stop, pack, and tools that
-//! look inside a database (census, show, referrers). The binary only parses
-//! arguments and calls these.
+//! The work behind the `durus` command: serve, stop, pack, convert, and
+//! tools that look inside a database (census, show, referrers). The binary
+//! only parses arguments and calls these.
 
+mod convert;
 mod inspect;
 mod json;
+mod postgres;
 
+pub use convert::convert;
 pub use inspect::{census, referrers, show, traverse, ClassCount};
 pub use json::record_json;
+pub use postgres::{is_postgres_url, verify_postgres, POSTGRES_MISSING};
 
 use durus_core::error::{Error, Result};
 use durus_core::hub::Hub;
@@ -63,13 +67,37 @@ pub fn progress(label: &str) -> ProgressBar {
     bar
 }
 
-/// A database to work on: a file, or a running server.
+/// A database to work on: a file, a PostgreSQL database, or a running server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// A storage file, opened directly (no server may have it open).
     File(PathBuf),
+    /// A PostgreSQL database, by its URL (`postgresql://...`); needs the
+    /// `postgres` feature.
+    Postgres(String),
     /// A storage server.
     Server(Address),
+}
+
+impl Target {
+    /// A storage named on the command line: a `postgresql://` (or
+    /// `postgres://`) URL, otherwise a file path.
+    pub fn storage(name: &std::ffi::OsStr) -> Target {
+        match name.to_str() {
+            Some(url) if is_postgres_url(url) => Target::Postgres(url.to_string()),
+            _ => Target::File(PathBuf::from(name)),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::File(path) => write!(f, "{}", path.display()),
+            Target::Postgres(url) => write!(f, "{}", postgres::redact(url)),
+            Target::Server(address) => write!(f, "{address}"),
+        }
+    }
 }
 
 /// Opens the storage of `target`.
@@ -77,6 +105,7 @@ pub fn open_storage(target: &Target, fsync: FsyncPolicy) -> Result<Box<dyn Stora
     match target {
         Target::Server(address) => Ok(Box::new(ClientStorage::connect_to(address)?)),
         Target::File(path) => open_file(path, fsync),
+        Target::Postgres(url) => postgres::open(url),
     }
 }
 
@@ -90,9 +119,14 @@ fn open_file(path: &std::path::Path, fsync: FsyncPolicy) -> Result<Box<dyn Stora
 /// What `durus serve` does.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
-    /// The storage file; `None` serves a new temporary database.
+    /// The storage file; `None` (and no `postgres`) serves a new temporary
+    /// database.
     pub file: Option<PathBuf>,
-    /// When commits are made durable.
+    /// A PostgreSQL database to serve instead of a file, by its URL
+    /// (needs the `postgres` feature). Several servers may serve one.
+    pub postgres: Option<String>,
+    /// When commits to a file are made durable (PostgreSQL makes every
+    /// commit durable itself).
     pub fsync: FsyncPolicy,
     /// Listening address, timeouts, background pack threshold.
     pub config: ServerConfig,
@@ -103,6 +137,10 @@ pub struct ServeOptions {
 /// Without a file, as Durus does, it serves a new temporary file, removed
 /// when the server stops.
 pub fn serve(options: ServeOptions, announce: &mut dyn Write) -> Result<()> {
+    if let Some(url) = &options.postgres {
+        let storage = postgres::open(url)?;
+        return serve_storage(storage, options, announce);
+    }
     let (path, temporary) = match &options.file {
         Some(path) => (path.clone(), false),
         None => (temporary_file(), true),
@@ -120,6 +158,14 @@ pub fn serve(options: ServeOptions, announce: &mut dyn Write) -> Result<()> {
 
 fn serve_file(path: &Path, options: ServeOptions, announce: &mut dyn Write) -> Result<()> {
     let storage = open_file(path, options.fsync)?;
+    serve_storage(storage, options, announce)
+}
+
+fn serve_storage(
+    storage: Box<dyn Storage>,
+    options: ServeOptions,
+    announce: &mut dyn Write,
+) -> Result<()> {
     let server = Server::bind(Hub::from_boxed(storage), options.config)?;
     let address = server.local_address()?;
     writeln!(announce, "serving on {address}")

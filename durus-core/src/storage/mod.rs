@@ -18,7 +18,7 @@ pub use counting::{Counting, Loads, StorageCounts, Written};
 pub use file::{FileOptions, FileStorage, FsyncPolicy};
 pub use memory::MemoryStorage;
 #[cfg(feature = "postgres")]
-pub use postgres::PgStorage;
+pub use postgres::{PgRow, PgStorage};
 pub(crate) use transaction::ClientTransaction;
 
 use crate::error::Result;

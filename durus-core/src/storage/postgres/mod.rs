@@ -55,6 +55,10 @@ const SCHEMA_ATTEMPTS: usize = 5;
 /// How long connecting may take when the URL does not say.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// One row of `durus_object` as [`PgStorage::records_after`] reads it: the
+/// oid, the record, and the oids of the row's `refs` column.
+pub type PgRow = (Oid, Vec<u8>, Vec<Oid>);
+
 /// A storage in a PostgreSQL database; one client, one PostgreSQL session.
 ///
 /// Open one per `Connection` (each process, each thread), or share one in a
@@ -132,6 +136,58 @@ impl PgStorage {
     /// The last tid this client has seen (its last sync or commit).
     pub fn last_tid(&self) -> u64 {
         self.last_tid as u64
+    }
+
+    /// Whether the database holds no record at all.
+    pub fn is_empty(&mut self) -> Result<bool> {
+        let session = self.session()?;
+        let row = session
+            .client
+            .query_one(sql::IS_EMPTY, &[])
+            .map_err(|e| pg_error("count records", &e))?;
+        Ok(row.get(0))
+    }
+
+    /// Up to `limit` records (every row as stored, whatever its tid) with
+    /// an oid above `after` (from the first when `None`), in oid order: a
+    /// page of a copy of the whole database, or of a check of every record.
+    /// Each comes with the oids of its row's `refs` column (what a pack
+    /// follows).
+    pub fn records_after(&mut self, after: Option<Oid>, limit: usize) -> Result<Vec<PgRow>> {
+        let after = match after {
+            None => -1,
+            Some(oid) => sql_oid(oid)?,
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let session = self.session()?;
+        let rows = session
+            .client
+            .query(sql::RECORDS_AFTER, &[&after, &limit])
+            .map_err(|e| pg_error("read records", &e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let refs: Vec<i64> = r.get(2);
+                (
+                    Oid(r.get::<_, i64>(0) as u64),
+                    r.get(1),
+                    refs.into_iter().map(|o| Oid(o as u64)).collect(),
+                )
+            })
+            .collect())
+    }
+
+    /// Makes every oid up to `oid` used: new oids, from any client that
+    /// reserves them after this, come after it. For records copied in with
+    /// their own oids (`durus convert`).
+    pub fn reserve_oids_through(&mut self, oid: Oid) -> Result<()> {
+        let key = sql_oid(oid)?;
+        let session = self.session()?;
+        session
+            .client
+            .query_one(sql::RESERVE_OIDS_THROUGH, &[&key])
+            .map_err(|e| pg_error("reserve oids", &e))?;
+        Ok(())
     }
 
     fn session(&mut self) -> Result<&mut Session> {

@@ -66,6 +66,20 @@ pub(crate) const LOAD: &str = "SELECT tid, data FROM durus_object WHERE oid = $1
 /// Several records (also the current records of a resolution round).
 pub(crate) const BULK_LOAD: &str = "SELECT oid, tid, data FROM durus_object WHERE oid = ANY($1)";
 
+/// Whether the database holds no record.
+pub(crate) const IS_EMPTY: &str = "SELECT NOT EXISTS (SELECT 1 FROM durus_object)";
+
+/// Up to `$2` records and their refs with an oid above `$1`, in oid order
+/// (a copy or a check of the whole database, page by page, by the primary key).
+pub(crate) const RECORDS_AFTER: &str =
+    "SELECT oid, data, refs FROM durus_object WHERE oid > $1 ORDER BY oid LIMIT $2";
+
+/// Moves `durus_oid_seq` so that new oids come after the block holding
+/// oid `$1` (never back): after records were copied in with their oids.
+pub(crate) const RESERVE_OIDS_THROUGH: &str = "
+SELECT setval('durus_oid_seq', GREATEST($1::bigint / 32 * 32,
+    (SELECT CASE WHEN is_called THEN last_value ELSE -1 END FROM durus_oid_seq)))";
+
 /// How many oids one value of `durus_oid_seq` stands for (its INCREMENT).
 ///
 /// PostgreSQL WAL-logs a sequence once every 32 values, and a transaction
