@@ -18,6 +18,7 @@
 
 mod durable;
 mod io;
+mod mapped;
 mod pack;
 pub(crate) mod shelf;
 mod tools;
@@ -29,6 +30,7 @@ use super::{CommitHandler, Durability, Storage};
 use crate::error::{Error, Result, StorageError};
 use crate::oid::{Oid, OidMap};
 use durable::{GroupSync, Poison};
+use mapped::Mapped;
 use pack::Packer;
 use shelf::{io_err, Holes, OffsetMap};
 use std::collections::HashSet;
@@ -137,6 +139,8 @@ pub(crate) struct Shelf {
     end: u64,
     cursor: OidCursor,
     group: Arc<GroupSync>,
+    /// The file mapped for loads (see `mapped.rs`).
+    mapped: Mapped,
 }
 
 impl Shelf {
@@ -175,6 +179,7 @@ impl Shelf {
             });
         }
         let shelf = Shelf {
+            mapped: Mapped::new(io.as_ref(), scan.end),
             group: GroupSync::new(io.clone(), poison.clone()),
             io,
             map,
@@ -189,14 +194,23 @@ impl Shelf {
     fn position(&self, oid: Oid) -> Result<Option<u64>> {
         match self.index.get(&oid) {
             Some(at) => Ok(Some(*at)),
-            None => self.map.get(self.io.as_ref(), oid),
+            None => self.map.get_mapped(&self.mapped, self.io.as_ref(), oid),
         }
     }
 
     fn load(&self, oid: Oid) -> Result<Vec<u8>> {
         match self.position(oid)? {
-            Some(at) => shelf::read_record(self.io.as_ref(), at, oid, self.end),
+            Some(at) => {
+                shelf::read_record_mapped(&self.mapped, self.io.as_ref(), at, oid, self.end)
+            }
             None => Err(Error::NotFound(oid)),
+        }
+    }
+
+    /// Maps the file again when the committed transactions outgrew the map.
+    fn cover(&mut self) {
+        if self.end > self.mapped.len() && self.mapped.can_grow(self.io.as_ref()) {
+            self.mapped = Mapped::new(self.io.as_ref(), self.end);
         }
     }
 
@@ -461,7 +475,12 @@ impl FileStorage {
 
 impl Storage for FileStorage {
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
-        self.shelf()?.load(oid)
+        let shelf = self
+            .shelf
+            .as_mut()
+            .ok_or(Error::Storage(StorageError::Closed))?;
+        shelf.cover();
+        shelf.load(oid)
     }
 
     fn contains(&mut self, oid: Oid) -> Result<bool> {
