@@ -28,12 +28,11 @@ pub use tools::{repair, verify, verify_with_progress, Problem, RepairReport, Ver
 
 use super::{CommitHandler, Durability, Storage};
 use crate::error::{Error, Result, StorageError};
-use crate::oid::{Oid, OidMap};
+use crate::oid::{Oid, OidMap, OidSet};
 use durable::{GroupSync, Poison};
 use mapped::Mapped;
 use pack::Packer;
 use shelf::{io_err, Holes, OffsetMap};
-use std::collections::HashSet;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -275,9 +274,9 @@ pub struct FileStorage {
     shelf: Option<Shelf>,
     pending: Vec<(Oid, Vec<u8>)>,
     /// Oids handed out by `new_oid` and not yet committed.
-    allocated: HashSet<Oid>,
+    allocated: OidSet,
     /// Oids a pack removed, not yet reported by `sync`.
-    invalid: HashSet<Oid>,
+    invalid: OidSet,
     packer: Option<Packer>,
     poison: Arc<Poison>,
     repaired: Option<Cut>,
@@ -394,8 +393,8 @@ impl FileStorage {
             options,
             shelf: Some(shelf),
             pending: Vec::new(),
-            allocated: HashSet::new(),
-            invalid: HashSet::new(),
+            allocated: OidSet::default(),
+            invalid: OidSet::default(),
             packer: None,
             poison,
             repaired,
