@@ -88,7 +88,7 @@ enum BenchCommand {
     W1(W1Args),
     /// W2: cold read of the items W1 wrote, in key order.
     W2(W2Args),
-    /// W3: K random point loads through a server.
+    /// W3: K random point loads, through a server or on the file in this process.
     W3(W3Args),
     /// W6's build: W1 embedded with N = 1,000,000 and B = 10,000.
     W6build(W6BuildArgs),
@@ -105,7 +105,11 @@ enum BenchCommand {
 
 #[derive(Args)]
 struct CounterRunArgs {
-    /// C: the number of client processes.
+    /// srv (C client processes through a server, the definition's) or emb
+    /// (C threads, one connection each, on the file in this process).
+    #[arg(long, value_enum, default_value = "srv")]
+    target: bench::items::Target,
+    /// C: the number of clients (processes, or threads with emb).
     #[arg(long)]
     c: usize,
     /// D: the timed region in seconds.
@@ -117,7 +121,7 @@ struct CounterRunArgs {
     /// merge (a `#[merge(sum)]` counter) or abort-retry (a plain counter).
     #[arg(long, value_enum, default_value_t = Variant::AbortRetry)]
     variant: Variant,
-    /// The fsync policy of the server the run starts.
+    /// The fsync policy of the file storage (embedded, or the server the run starts).
     #[arg(long, value_enum, default_value = "never")]
     fsync: Fsync,
     /// Use this running server (HOST:PORT) instead of starting one.
@@ -167,6 +171,10 @@ struct W2Args {
 
 #[derive(Args)]
 struct W3Args {
+    /// srv (through a server, the definition's) or emb (the file opened
+    /// in this process).
+    #[arg(long, value_enum, default_value = "srv")]
+    target: bench::items::Target,
     /// N: the items W1 wrote.
     #[arg(long)]
     n: u64,
@@ -531,6 +539,7 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
         }
         BenchCommand::W3(a) => {
             let opts = bench::w3::Options {
+                target: a.target,
                 n: a.n,
                 k: a.k,
                 common: item_common(a.common)?,
@@ -616,6 +625,7 @@ fn report(rec: bench::json::Record) -> durus_core::Result<ExitCode> {
 fn counter_run(mode: Mode, a: CounterRunArgs) -> durus_core::Result<ExitCode> {
     let exe = std::env::current_exe().map_err(durus_core::Error::Io)?;
     let opts = RunOptions {
+        target: a.target,
         clients: a.c,
         duration: a.duration,
         db: a.db,

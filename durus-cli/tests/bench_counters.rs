@@ -236,3 +236,38 @@ fn short_bench_w4_and_w5_merge_runs_report_verified_results() {
     assert_eq!(r["final_value"], r["increments"]);
     assert!(r["increments"].as_u64().is_some_and(|n| n > 0));
 }
+
+#[test]
+fn short_bench_w4_and_w5_in_one_process_report_verified_results() {
+    let scratch = support::Scratch::new("bench-emb-runs");
+    for (mode, variant, fsync) in [
+        ("w4", "abort-retry", "always"),
+        ("w4", "abort-retry", "never"),
+        ("w5", "merge", "never"),
+    ] {
+        let db = scratch.path(&format!("{mode}-{fsync}.durus"));
+        let r = bench_result(&[
+            mode,
+            "--target",
+            "emb",
+            "--c",
+            "3",
+            "--duration",
+            "0.5",
+            "--variant",
+            variant,
+            "--fsync",
+            fsync,
+            "--db",
+            db.to_str().expect("path"),
+        ]);
+        assert_eq!(r["verified"], true, "{r}");
+        assert_eq!(r["target"], "emb");
+        assert_eq!(r["fsync"], fsync);
+        assert_eq!(r["conflicts"], 0);
+        let per_client = r["per_client"].as_array().expect("per_client");
+        assert_eq!(per_client.len(), 3);
+        assert!(per_client.iter().all(|v| v.as_u64().is_some_and(|n| n > 0)));
+        assert!(r["server_rss_kb"].is_null());
+    }
+}

@@ -86,6 +86,15 @@ fn w1_w2_w7_embedded_insert_read_and_pack_verify() {
     assert_eq!(int(&w2, "count"), N);
     positive(&w2, "open_s");
 
+    // W3 on the file opened in this process: no server, no round trip.
+    let k = (N / 2).to_string();
+    let w3 = bench(&["w3", "--target", "emb", "--n", &n, "--k", &k, "--db", &db]);
+    assert_eq!(w3["verified"], true);
+    assert_eq!(w3["target"], "emb");
+    positive(&w3, "loads_per_s");
+    assert!(w3["server_rss_kb"].is_null());
+    assert!(w3["sync_rt_p50_us"].is_null());
+
     // Told the wrong N, W2 fails its check and says so.
     let out = Command::new(DURUS)
         .args(["bench", "w2", "--target", "emb", "--n", "2001", "--db", &db])

@@ -93,6 +93,9 @@ impl Hasher for OidHasher {
 /// A hash map keyed by oid, with [`OidHasher`].
 pub(crate) type OidMap<V> = HashMap<Oid, V, BuildHasherDefault<OidHasher>>;
 
+/// A hash set of oids, with [`OidHasher`].
+pub(crate) type OidSet = std::collections::HashSet<Oid, BuildHasherDefault<OidHasher>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

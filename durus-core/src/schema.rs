@@ -161,6 +161,32 @@ fn is_class_of<T: Persistent>(found: &str) -> bool {
     found == T::CLASS_NAME || T::CLASS_ALIASES.contains(&found)
 }
 
+/// The bytes of ciborium's scratch space (what `ciborium::from_reader`
+/// uses): text and byte strings up to this long are decoded through it.
+const SCRATCH: usize = 4096;
+
+thread_local! {
+    /// One scratch space per thread, reused by every decode: a decode
+    /// otherwise zeroes 4 KiB on the stack per object.
+    static SCRATCH_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; SCRATCH]);
+}
+
+/// Runs `f` with this thread's scratch space (a fresh one when a decode is
+/// already using it further up the stack).
+fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    let mut f = Some(f);
+    let reused = SCRATCH_BUF.try_with(|cell| {
+        cell.try_borrow_mut()
+            .ok()
+            .map(|mut buf| (f.take().expect("called once"))(&mut buf))
+    });
+    match (reused, f) {
+        (Ok(Some(out)), _) => out,
+        (_, Some(f)) => f(&mut [0u8; SCRATCH]),
+        (_, None) => unreachable!("the closure ran"),
+    }
+}
+
 /// Decodes a record's data into a `T`, keeping what `T` does not know.
 pub(crate) fn decode<T: Persistent>(
     oid: Oid,
@@ -176,10 +202,11 @@ pub(crate) fn decode<T: Persistent>(
     }
     let unknown = unknown_entries::<T>(state);
     let mut reader = state;
-    let value: T = match ciborium::from_reader(&mut reader) {
-        Ok(value) => value,
-        Err(e) => return Err(state_error::<T>(oid, state, e)),
-    };
+    let value: T =
+        match with_scratch(|scratch| ciborium::de::from_reader_with_buffer(&mut reader, scratch)) {
+            Ok(value) => value,
+            Err(e) => return Err(state_error::<T>(oid, state, e)),
+        };
     if !reader.is_empty() {
         return Err(EncodingError::Decode {
             oid,

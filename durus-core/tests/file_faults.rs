@@ -43,6 +43,10 @@ impl FileIo for FaultIo {
         self.inner.read_at(buf, offset)
     }
 
+    fn map_source(&self) -> Option<&std::fs::File> {
+        self.inner.map_source()
+    }
+
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let n = self.plan.writes.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.plan.fail_write.load(Ordering::SeqCst) {

@@ -428,3 +428,34 @@ fn hub_sessions_learn_the_oids_a_pack_removed() -> durus_core::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn loads_follow_the_file_as_it_grows_past_its_first_map() -> durus_core::Result<()> {
+    // Loads read a map of the file that reaches 64 MiB past its committed
+    // end at open; commits beyond that make a new map. Every record, old
+    // and new, must load the same before and after, and after a reopen.
+    let dir = Scratch::new("fs-grow");
+    let path = dir.path("a.durus");
+    let mut fs = FileStorage::open_with(&path, FileOptions::new().fsync(FsyncPolicy::Never))?;
+    let data = |i: usize| vec![b'a' + i as u8; 9 << 20];
+    let mut oids = Vec::new();
+    for i in 0..9 {
+        let oid = fs.new_oid()?;
+        commit(&mut fs, vec![(oid, rec(oid, &data(i), &[]))]);
+        oids.push(oid);
+        for (j, oid) in oids.iter().enumerate() {
+            assert_eq!(
+                fs.load(*oid)?,
+                rec(*oid, &data(j), &[]),
+                "record {j} after commit {i}"
+            );
+        }
+    }
+    assert!(fs.file_len()? > 80 << 20);
+    drop(fs);
+    let mut fs = FileStorage::open_with(&path, FileOptions::new().read_only(true))?;
+    for (j, oid) in oids.iter().enumerate() {
+        assert_eq!(fs.load(*oid)?, rec(*oid, &data(j), &[]));
+    }
+    Ok(())
+}

@@ -254,6 +254,10 @@ impl FileIo for FaultyFile {
         self.inner.read_at(buf, offset)
     }
 
+    fn map_source(&self) -> Option<&std::fs::File> {
+        self.inner.map_source()
+    }
+
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         if self.faults.take(&self.faults.write) {
             return Err(io::Error::other("simulated write failure"));

@@ -1,21 +1,27 @@
-//! What W4 (disjoint commits) and W5 (hot counter) share: C worker
-//! processes increment counters through a storage server from a common
-//! start instant for D seconds; the runner then checks the counters.
+//! What W4 (disjoint commits) and W5 (hot counter) share: C workers
+//! increment counters from a common start instant for D seconds; the
+//! runner then checks the counters.
 //!
-//! The runner ([`run`]) starts the server, makes the counters, spawns the
-//! workers (`durus bench worker`), checks, stops the server and returns the
-//! result record. A worker ([`run_worker`]) is one client process.
+//! Through a server (`srv`, the definition's), the runner ([`run`]) starts
+//! the server, makes the counters, spawns the worker processes (`durus
+//! bench worker`), checks, stops the server and returns the result record.
+//! A worker ([`run_worker`]) is one client process. Embedded (`emb`, as
+//! the embedded stores are measured), the runner opens the file in its own
+//! process, shares it through a [`Hub`], and runs C threads with one
+//! connection each; it checks the counters after closing and reopening
+//! the file.
 //!
 //! The persistent types (the root and the two kinds of counter) come from
 //! the program through [`CounterModel`]: the library defines none of its
 //! own, so none shows up among its users' types.
 
+use super::items::Target;
 use super::json::Record;
 use super::procs::{self, bench_error, CpuSnapshot, ServerProcess};
 use crate::tools::FsyncPolicy;
 use durus_core::error::{Error, Result};
-use durus_core::storage::ClientStorage;
-use durus_core::{Connection, Oid, PRef, Persistent};
+use durus_core::storage::{ClientStorage, FileOptions, FileStorage};
+use durus_core::{Connection, Hub, Oid, PRef, Persistent};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -114,15 +120,19 @@ impl Variant {
 /// The parameters of a W4 or W5 run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// C: the number of client processes.
+    /// Where the clients are: processes through a server (`srv`), or
+    /// threads on the file opened in this process (`emb`).
+    pub target: Target,
+    /// C: the number of clients (processes, or threads with `emb`).
     pub clients: usize,
     /// D: the timed region, in seconds.
     pub duration: f64,
-    /// The database file the server serves (removed first).
+    /// The database file (removed first).
     pub db: PathBuf,
     /// How concurrent commits are handled.
     pub variant: Variant,
-    /// The server's fsync policy (when the run starts the server).
+    /// The file storage's fsync policy (embedded, or the server the run
+    /// starts).
     pub fsync: FsyncPolicy,
     /// A running server to use instead of starting one.
     pub server: Option<String>,
@@ -188,6 +198,16 @@ pub fn setup<M: CounterModel>(
     clients: usize,
 ) -> Result<()> {
     let conn = Connection::connect(address)?;
+    setup_on::<M>(&conn, mode, variant, clients)
+}
+
+/// Makes the counters of a run in the root of `conn`'s database.
+fn setup_on<M: CounterModel>(
+    conn: &Connection,
+    mode: Mode,
+    variant: Variant,
+    clients: usize,
+) -> Result<()> {
     let root: PRef<M::Root> = conn.root()?;
     let keys: Vec<String> = match mode {
         Mode::W4 => (0..clients).map(|i| mode.key(i)).collect(),
@@ -208,6 +228,15 @@ pub fn setup<M: CounterModel>(
 /// The value of the counter under `key` of the variant, in a new connection.
 pub fn counter_value<M: CounterModel>(address: &str, variant: Variant, key: &str) -> Result<i64> {
     let conn = Connection::connect(address)?;
+    counter_value_on::<M>(&conn, variant, key)
+}
+
+/// The value of the counter under `key` of the variant in `conn`'s database.
+fn counter_value_on<M: CounterModel>(
+    conn: &Connection,
+    variant: Variant,
+    key: &str,
+) -> Result<i64> {
     let root: PRef<M::Root> = conn.root()?;
     let missing = || bench_error(format!("no counter {key:?} in the root"));
     let value = match variant {
@@ -270,15 +299,21 @@ pub fn counter_value_at<M: CounterModel>(address: &str, variant: Variant, oid: O
 pub fn run_worker<M: CounterModel>(opts: &WorkerOptions) -> Result<WorkerOutcome> {
     let storage = ClientStorage::connect(&opts.server)?;
     let conn = Connection::with_cache_size(Box::new(storage), WORKER_CACHE_SIZE);
+    work_on::<M>(&conn, opts)
+}
+
+/// A worker's part on its connection, `conn`: find the counter, increment
+/// it until T0 + D, end the transaction.
+fn work_on<M: CounterModel>(conn: &Connection, opts: &WorkerOptions) -> Result<WorkerOutcome> {
     let key = opts.mode.key(opts.idx);
     let outcome = match opts.variant {
         Variant::AbortRetry => {
-            let counter = find::<M, M::Plain>(&conn, opts.oid, |r| M::plain(r, &key))?;
-            increment_loop(&conn, &counter, opts)?
+            let counter = find::<M, M::Plain>(conn, opts.oid, |r| M::plain(r, &key))?;
+            increment_loop(conn, &counter, opts)?
         }
         Variant::Merging => {
-            let counter = find::<M, M::Merging>(&conn, opts.oid, |r| M::merging(r, &key))?;
-            increment_loop(&conn, &counter, opts)?
+            let counter = find::<M, M::Merging>(conn, opts.oid, |r| M::merging(r, &key))?;
+            increment_loop(conn, &counter, opts)?
         }
     };
     conn.abort()?;
@@ -353,21 +388,49 @@ pub fn run<M: CounterModel>(mode: Mode, opts: &RunOptions) -> Result<Record> {
         ));
     }
     let cpu = CpuSnapshot::take();
-    let mut server = match &opts.server {
-        Some(address) => ServerProcess::external(address)?,
-        None => {
+    let (results, verified, final_value, server_rss_kb, storage, fsync) = match opts.target {
+        Target::Server => {
+            let mut server = match &opts.server {
+                Some(address) => ServerProcess::external(address)?,
+                None => {
+                    procs::remove_db(&opts.db);
+                    ServerProcess::start(&opts.exe, &opts.db, opts.fsync)?
+                }
+            };
+            let address = server.address().to_string();
+            let outcome = run_on::<M>(mode, opts, &address);
+            server.sample_vmhwm();
+            let stopped = server.stop();
+            let (results, verified, final_value) = outcome?;
+            if !stopped {
+                eprintln!("durus bench: the server did not exit cleanly after Q");
+            }
+            let kind = server.storage();
+            (
+                results,
+                verified,
+                final_value,
+                server.vmhwm_kb(),
+                kind.name(),
+                fsync_name(opts.fsync, kind),
+            )
+        }
+        Target::Embedded => {
+            if opts.server.is_some() {
+                return Err(bench_error("--server is for --target srv"));
+            }
             procs::remove_db(&opts.db);
-            ServerProcess::start(&opts.exe, &opts.db, opts.fsync)?
+            let (results, verified, final_value) = run_in_process::<M>(mode, opts)?;
+            (
+                results,
+                verified,
+                final_value,
+                None,
+                procs::StorageKind::File.name(),
+                crate::tools::fsync_name(opts.fsync),
+            )
         }
     };
-    let address = server.address().to_string();
-    let outcome = run_on::<M>(mode, opts, &address);
-    server.sample_vmhwm();
-    let stopped = server.stop();
-    let (results, verified, final_value) = outcome?;
-    if !stopped {
-        eprintln!("durus bench: the server did not exit cleanly after Q");
-    }
     let used = cpu.since();
 
     let ok: u64 = results.iter().map(|r| r.ok).sum();
@@ -379,15 +442,26 @@ pub fn run<M: CounterModel>(mode: Mode, opts: &RunOptions) -> Result<Record> {
     let mut rec = Record::new();
     rec.set("peer", "durus-rs")
         .set("workload", mode.name())
-        .set("target", "srv")
+        .set("target", opts.target.name())
+        .set(
+            "clients",
+            match opts.target {
+                Target::Server => "processes (through the server)",
+                Target::Embedded => "threads (one process, one Hub)",
+            },
+        )
         .set("c", opts.clients)
         .set("duration", d)
         .set("verified", verified)
         .set("max_late_s", max_late)
         .set("per_client", per_client)
-        .set("server_rss_kb", server.vmhwm_kb())
-        .set("storage", server.storage().name())
-        .set("fsync", fsync_name(opts.fsync, server.storage()))
+        .set("server_rss_kb", server_rss_kb)
+        .set(
+            "client_rss_kb",
+            procs::proc_status_kb(std::process::id(), "VmHWM"),
+        )
+        .set("storage", storage)
+        .set("fsync", fsync)
         .set("variant", opts.variant.name())
         .set("conflicts", conflicts)
         .set("merges", merges)
@@ -475,5 +549,71 @@ fn run_on<M: CounterModel>(mode: Mode, opts: &RunOptions, address: &str) -> Resu
             (v == total as i64, Some(v))
         }
     };
+    Ok((results, verified, final_value))
+}
+
+/// W4/W5 with C threads in this process, one connection each, sharing the
+/// file through one [`Hub`]; the counters are checked after the file is
+/// closed and opened again.
+fn run_in_process<M: CounterModel>(mode: Mode, opts: &RunOptions) -> Result<RunOutcome> {
+    let open = || FileStorage::open_with(&opts.db, FileOptions::new().fsync(opts.fsync));
+    let hub = Hub::new(open()?);
+    setup_on::<M>(
+        &Connection::new(hub.storage()),
+        mode,
+        opts.variant,
+        opts.clients,
+    )?;
+    // T0: time for every thread to open its connection and load its counter.
+    let start_at = procs::wall_now() + 0.2 + 0.02 * opts.clients as f64;
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..opts.clients)
+            .map(|idx| {
+                let hub = hub.clone();
+                let worker = WorkerOptions {
+                    mode,
+                    variant: opts.variant,
+                    server: String::new(),
+                    idx,
+                    oid: None,
+                    start_at,
+                    duration: opts.duration,
+                    count: None,
+                };
+                scope.spawn(move || {
+                    let conn =
+                        Connection::with_cache_size(Box::new(hub.storage()), WORKER_CACHE_SIZE);
+                    work_on::<M>(&conn, &worker)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| bench_error("a worker thread panicked"))?
+            })
+            .collect::<Result<Vec<WorkerOutcome>>>()
+    })?;
+    hub.close()?;
+    drop(hub);
+    let conn = Connection::new(open()?);
+    let (verified, final_value) = match mode {
+        Mode::W4 => {
+            let mut all = true;
+            for r in &results {
+                let v = counter_value_on::<M>(&conn, opts.variant, &mode.key(r.idx))?;
+                all &= v == r.ok as i64;
+            }
+            (all, None)
+        }
+        Mode::W5 => {
+            let v = counter_value_on::<M>(&conn, opts.variant, &mode.key(0))?;
+            let total: u64 = results.iter().map(|r| r.ok).sum();
+            (v == total as i64, Some(v))
+        }
+    };
+    conn.abort()?;
+    conn.with_storage(|s| s.close())?;
     Ok((results, verified, final_value))
 }

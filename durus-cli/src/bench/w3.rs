@@ -1,10 +1,12 @@
-//! W3: random point loads through a server. A new server serves the file
-//! W1-srv wrote; a first connection maps each index to its item's oid
-//! (loading only the Container's nodes); then a new connection with a
-//! cache of 100 loads K distinct items chosen by `sample(N, K, 42)`, one
-//! `get` each, ending the read transaction every 100 ops. One op is one
-//! object load; each op's latency is timed, the aborts are only in the
-//! throughput.
+//! W3: random point loads, through a server (`srv`, the definition's) or
+//! on the file opened in this process (`emb`, as the embedded stores are
+//! measured). With `srv` a new server serves the file W1 wrote; a first
+//! connection maps each index to its item's oid (loading only the
+//! Container's nodes); then a new connection with a cache of 100 loads K
+//! distinct items chosen by `sample(N, K, 42)`, one `get` each, ending the
+//! read transaction every 100 ops. With `emb` the same two connections
+//! open the file one after the other. One op is one object load; each
+//! op's latency is timed, the aborts are only in the throughput.
 
 use super::data;
 use super::items::{self, Common, Item, ItemsRoot, Target, MAX_LOOP_TIME, MAX_OPS};
@@ -17,6 +19,8 @@ use std::time::Instant;
 /// The parameters of a W3 run.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Where the storage is: the file itself (`emb`) or a server (`srv`).
+    pub target: Target,
     /// N: the items W1 wrote.
     pub n: u64,
     /// K: distinct items loaded.
@@ -51,10 +55,16 @@ pub fn run(opts: &Options) -> Result<Record> {
     items::check_count("n", opts.n, MAX_OPS)?;
     items::check_count("k", opts.k, opts.n)?;
     let cpu = CpuSnapshot::take();
-    let mut server = items::start_server(&opts.common)?;
-    let outcome = point_loads(opts, &server);
-    server.sample_vmhwm();
-    server.stop();
+    let (outcome, server_rss_kb) = match opts.target {
+        Target::Server => {
+            let mut server = items::start_server(&opts.common)?;
+            let outcome = point_loads(opts, Some(&server));
+            server.sample_vmhwm();
+            server.stop();
+            (outcome, server.vmhwm_kb())
+        }
+        Target::Embedded => (point_loads(opts, None), None),
+    };
     let mut l = outcome?;
     l.lat_ns.sort_unstable();
     let k = opts.k;
@@ -64,7 +74,7 @@ pub fn run(opts: &Options) -> Result<Record> {
         l.lat_ns.iter().map(|&x| x as f64).sum::<f64>() / l.lat_ns.len().max(1) as f64 / 1000.0;
     let verified = l.bad == 0 && l.lat_ns.len() as u64 == k;
     let mut rec = items::record("W3", Some(opts.common.fsync), &cpu);
-    rec.set("target", "srv")
+    rec.set("target", opts.target.name())
         .set("n", opts.n)
         .set("k", k)
         .set("verified", verified)
@@ -78,14 +88,14 @@ pub fn run(opts: &Options) -> Result<Record> {
         .set("load_requests_per_op", l.requests as f64 / k as f64)
         .set("sync_rt_p50_us", rt(50.0))
         .set("sync_rt_p99_us", rt(99.0))
-        .set("server_rss_kb", server.vmhwm_kb())
+        .set("server_rss_kb", server_rss_kb)
         .set("client_rss_kb", items::self_peak_rss_kb());
     Ok(rec)
 }
 
 /// Index -> oid of every item, from the Container's nodes only.
-fn item_oids(opts: &Options, server: &procs::ServerProcess) -> Result<Vec<Option<Oid>>> {
-    let storage = items::open_storage(Target::Server, &opts.common, Some(server))?;
+fn item_oids(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<Vec<Option<Oid>>> {
+    let storage = items::open_storage(opts.target, &opts.common, server)?;
     let cache = usize::try_from(opts.n)
         .unwrap_or(usize::MAX)
         .saturating_add(10_000);
@@ -105,7 +115,7 @@ fn item_oids(opts: &Options, server: &procs::ServerProcess) -> Result<Vec<Option
     Ok(oids)
 }
 
-fn point_loads(opts: &Options, server: &procs::ServerProcess) -> Result<Loads> {
+fn point_loads(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<Loads> {
     let oids = item_oids(opts, server)?;
     let order = data::sample(opts.n, opts.k, SEED);
     let targets: Vec<(u64, Oid)> = order
@@ -120,13 +130,15 @@ fn point_loads(opts: &Options, server: &procs::ServerProcess) -> Result<Loads> {
         .collect::<Result<_>>()?;
     drop(oids);
 
-    let inner = items::open_storage(Target::Server, &opts.common, Some(server))?;
+    let inner = items::open_storage(opts.target, &opts.common, server)?;
     let (storage, counter) = durus_core::storage::Counting::new(inner);
     let conn = Connection::with_cache_size(Box::new(storage), CACHE_SIZE);
     // Untimed: the bare round trip to this server in this placement of
-    // the processes on the CPUs (a sync, which loads nothing).
-    let mut rt_ns = Vec::with_capacity(ROUND_TRIPS);
-    for _ in 0..ROUND_TRIPS {
+    // the processes on the CPUs (a sync, which loads nothing). None when
+    // the file is opened in this process.
+    let round_trips = if server.is_some() { ROUND_TRIPS } else { 0 };
+    let mut rt_ns = Vec::with_capacity(round_trips);
+    for _ in 0..round_trips {
         let a = Instant::now();
         conn.with_storage(|s| s.sync())?;
         rt_ns.push(u64::try_from(a.elapsed().as_nanos()).unwrap_or(u64::MAX));

@@ -46,6 +46,15 @@ pub trait FileIo: Send + Sync {
     /// The current length of the file.
     fn file_len(&self) -> io::Result<u64>;
 
+    /// The file itself, for the storage to map for its loads (reads only;
+    /// writes, syncs and truncations still come here). `None`, the
+    /// default, makes every load a positioned read through `read_at`. A
+    /// wrapper that only injects faults into writes and syncs should
+    /// forward it.
+    fn map_source(&self) -> Option<&File> {
+        None
+    }
+
     /// Fills `buf` from `offset`; fails with `UnexpectedEof` when the file
     /// ends first.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
@@ -122,6 +131,10 @@ impl FileIo for StdFileIo {
 
     fn file_len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
+    }
+
+    fn map_source(&self) -> Option<&File> {
+        Some(&self.file)
     }
 }
 

@@ -24,6 +24,7 @@
 
 mod durable;
 mod io;
+mod mapped;
 mod oid_cursor;
 mod open;
 mod open_shelf;
@@ -38,14 +39,13 @@ pub use tools::{repair, verify, verify_with_progress, Problem, RepairReport, Ver
 
 use super::{CommitHandler, Durability, Storage};
 use crate::error::{Error, Result, StorageError};
-use crate::oid::Oid;
+use crate::oid::{Oid, OidSet};
 use durable::Poison;
 use open::open_io;
 pub(crate) use open::sync_dir;
 use open_shelf::OpenShelf;
 use pack::Packer;
 use shelf::io_err;
-use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,9 +85,9 @@ pub struct FileStorage {
     shelf: Option<OpenShelf>,
     pending: Vec<(Oid, Vec<u8>)>,
     /// Oids handed out by `new_oid` and not yet committed.
-    allocated: HashSet<Oid>,
+    allocated: OidSet,
     /// Oids a pack removed, not yet reported by `sync`.
-    invalid: HashSet<Oid>,
+    invalid: OidSet,
     packer: Option<Packer>,
     poison: Arc<Poison>,
     repaired: Option<Cut>,
@@ -135,8 +135,8 @@ impl FileStorage {
             options,
             shelf: Some(shelf),
             pending: Vec::new(),
-            allocated: HashSet::new(),
-            invalid: HashSet::new(),
+            allocated: OidSet::default(),
+            invalid: OidSet::default(),
             packer: None,
             poison,
             repaired,
@@ -216,7 +216,12 @@ impl FileStorage {
 
 impl Storage for FileStorage {
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
-        self.shelf()?.load(oid)
+        let shelf = self
+            .shelf
+            .as_mut()
+            .ok_or(Error::Storage(StorageError::Closed))?;
+        shelf.cover();
+        shelf.load(oid)
     }
 
     fn contains(&mut self, oid: Oid) -> Result<bool> {

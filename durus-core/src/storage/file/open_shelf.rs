@@ -4,6 +4,7 @@
 //! `shelf.rs`.
 
 use super::durable::{GroupSync, Poison};
+use super::mapped::Mapped;
 use super::oid_cursor::OidCursor;
 use super::shelf::{self, io_err, Holes, OffsetMap};
 use super::{Cut, FileIo};
@@ -21,6 +22,8 @@ pub(crate) struct OpenShelf {
     pub(super) end: u64,
     pub(super) cursor: OidCursor,
     pub(super) group: Arc<GroupSync>,
+    /// The file mapped for loads (see `mapped.rs`).
+    pub(super) mapped: Mapped,
 }
 
 impl OpenShelf {
@@ -59,6 +62,7 @@ impl OpenShelf {
             });
         }
         let shelf = OpenShelf {
+            mapped: Mapped::new(io.as_ref(), scan.end),
             group: GroupSync::new(io.clone(), poison.clone()),
             io,
             map,
@@ -73,14 +77,23 @@ impl OpenShelf {
     pub(super) fn position(&self, oid: Oid) -> Result<Option<u64>> {
         match self.index.get(&oid) {
             Some(at) => Ok(Some(*at)),
-            None => self.map.get(self.io.as_ref(), oid),
+            None => self.map.get_mapped(&self.mapped, self.io.as_ref(), oid),
         }
     }
 
     pub(super) fn load(&self, oid: Oid) -> Result<Vec<u8>> {
         match self.position(oid)? {
-            Some(at) => shelf::read_record(self.io.as_ref(), at, oid, self.end),
+            Some(at) => {
+                shelf::read_record_mapped(&self.mapped, self.io.as_ref(), at, oid, self.end)
+            }
             None => Err(Error::NotFound(oid)),
+        }
+    }
+
+    /// Maps the file again when the committed transactions outgrew the map.
+    pub(super) fn cover(&mut self) {
+        if self.end > self.mapped.len() && self.mapped.can_grow(self.io.as_ref()) {
+            self.mapped = Mapped::new(self.io.as_ref(), self.end);
         }
     }
 

@@ -10,6 +10,7 @@
 //! end of the file before it is used.
 
 use super::io::{FileIo, ScanReader};
+use super::mapped::Mapped;
 use crate::error::{Error, Result, StorageError};
 use crate::oid::{Oid, OidMap};
 
@@ -174,6 +175,31 @@ impl OffsetMap {
         Ok(self.word(io, oid.0)?.filter(|w| *w < self.start))
     }
 
+    /// [`OffsetMap::get`], reading the word from `mapped` when it covers
+    /// the map (no hashing, no system call), else from `io`.
+    pub(crate) fn get_mapped(
+        &self,
+        mapped: &Mapped,
+        io: &dyn FileIo,
+        oid: Oid,
+    ) -> Result<Option<u64>> {
+        if oid.0 >= self.words {
+            return Ok(None);
+        }
+        let at = self.words_at() + oid.0 * self.word_bytes;
+        match mapped.get(at, self.word_bytes, self.end()) {
+            Some(word) => {
+                let mut buf = [0u8; 8];
+                let skip = 8 - self.word_bytes as usize;
+                if let Some(dst) = buf.get_mut(skip..) {
+                    dst.copy_from_slice(word);
+                }
+                Ok(Some(u64::from_be_bytes(buf)).filter(|w| *w < self.start))
+            }
+            None => self.get(io, oid),
+        }
+    }
+
     /// Decodes a run of raw words read from the file.
     pub fn decode_words<'b>(&self, bytes: &'b [u8]) -> impl Iterator<Item = u64> + 'b {
         let skip = 8 - self.word_bytes as usize;
@@ -274,6 +300,54 @@ pub fn check_item_head(head: &[u8; 28], at: u64, room: u64) -> Result<(Oid, u64)
     Ok((oid, total))
 }
 
+/// Checks an item's 16-byte header at `at` (`avail` bytes before the end
+/// of the file): the item is for `oid` and fits. Returns the record's length.
+fn check_record_head(head: &[u8], at: u64, oid: Oid, avail: u64) -> Result<usize> {
+    let len = be_u64(head, 0);
+    let name = Oid(be_u64(head, 8));
+    if name != oid {
+        return Err(corrupt(
+            at,
+            format!("expected record {oid}, found an item for oid {name}"),
+        ));
+    }
+    if len < 8 + MIN_RECORD || len.checked_add(8).is_none_or(|t| t > avail) {
+        return Err(corrupt(
+            at,
+            format!("record {oid}: length {len} runs past the end of the file"),
+        ));
+    }
+    usize::try_from(len - 8).map_err(|_| corrupt(at, format!("record {oid} is too large")))
+}
+
+/// [`read_record`] from the file's map when it covers the item: one
+/// allocation, the size of the record, and one copy; else from `io`.
+pub(crate) fn read_record_mapped(
+    mapped: &Mapped,
+    io: &dyn FileIo,
+    at: u64,
+    oid: Oid,
+    end: u64,
+) -> Result<Vec<u8>> {
+    let bytes = mapped.below(end);
+    let Some(from) = usize::try_from(at).ok().filter(|a| *a < bytes.len()) else {
+        return read_record(io, at, oid, end);
+    };
+    let item = bytes.get(from..).unwrap_or_default();
+    let avail = item.len() as u64;
+    if avail < ITEM_HEADER + MIN_RECORD {
+        return Err(corrupt(
+            at,
+            format!("record {oid}: item runs past the end of the file"),
+        ));
+    }
+    let body_len = check_record_head(item, at, oid, avail)?;
+    match item.get(ITEM_HEADER as usize..ITEM_HEADER as usize + body_len) {
+        Some(record) => Ok(record.to_vec()),
+        None => read_record(io, at, oid, end),
+    }
+}
+
 /// Reads the record of `oid` from the item at `at`, checking that the item
 /// is for `oid` and lies before `end`.
 pub fn read_record(io: &dyn FileIo, at: u64, oid: Oid, end: u64) -> Result<Vec<u8>> {
@@ -289,21 +363,7 @@ pub fn read_record(io: &dyn FileIo, at: u64, oid: Oid, end: u64) -> Result<Vec<u
     let mut buf = vec![0u8; first];
     io.read_exact_at(&mut buf, at)
         .map_err(|e| io_err(format!("reading record {oid} at offset {at}"), e))?;
-    let len = be_u64(&buf, 0);
-    let name = Oid(be_u64(&buf, 8));
-    if name != oid {
-        return Err(corrupt(
-            at,
-            format!("expected record {oid}, found an item for oid {name}"),
-        ));
-    }
-    if len < 8 + MIN_RECORD || len.checked_add(8).is_none_or(|t| t > avail) {
-        return Err(corrupt(
-            at,
-            format!("record {oid}: length {len} runs past the end of the file"),
-        ));
-    }
-    let body_len = (len - 8) as usize;
+    let body_len = check_record_head(&buf, at, oid, avail)?;
     let mut record = Vec::with_capacity(body_len);
     let have = buf.get(16..).unwrap_or_default();
     if have.len() >= body_len {
