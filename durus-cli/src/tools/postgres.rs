@@ -30,21 +30,7 @@ pub fn is_postgres_url(name: &str) -> bool {
 
 /// A URL with its password replaced, for messages.
 pub(super) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
+    durus_core::internals::redact_url(url)
 }
 
 #[cfg(not(feature = "postgres"))]

@@ -99,7 +99,10 @@ impl PgStorage {
     /// network, or a TLS-terminating proxy.
     pub fn connect(url: &str) -> Result<PgStorage> {
         let mut config: ::postgres::Config = url.parse().map_err(|e: ::postgres::Error| {
-            other(format!("bad PostgreSQL URL {:?}: {e}", redact(url)))
+            other(format!(
+                "bad PostgreSQL URL {:?}: {e}",
+                crate::internals::redact_url(url)
+            ))
         })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
@@ -606,26 +609,6 @@ fn describe(config: &::postgres::Config) -> String {
     format!("{host}:{port}/{db}")
 }
 
-/// A URL with any password replaced, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ if url.contains("password") => "(a connection string with a password)".to_string(),
-        _ => url.to_string(),
-    }
-}
-
 fn load_result(oid: Oid, last_tid: i64, found: Option<(i64, Vec<u8>)>) -> Result<Vec<u8>> {
     match found {
         None => Err(Error::NotFound(oid)),
@@ -753,12 +736,15 @@ mod tests {
     #[test]
     fn redacts_passwords() {
         assert_eq!(
-            redact("postgresql://app:secret@db/objects"),
+            crate::internals::redact_url("postgresql://app:secret@db/objects"),
             "postgresql://app:***@db/objects"
         );
-        assert_eq!(redact("postgresql://app@db/x"), "postgresql://app@db/x");
         assert_eq!(
-            redact("host=db password=secret"),
+            crate::internals::redact_url("postgresql://app@db/x"),
+            "postgresql://app@db/x"
+        );
+        assert_eq!(
+            crate::internals::redact_url("host=db password=secret"),
             "(a connection string with a password)"
         );
     }
