@@ -46,14 +46,45 @@ pub fn encode<T: Serialize + ?Sized>(
     class: &str,
     state: &T,
 ) -> Result<Vec<u8>, EncodingError> {
-    let mut out = Vec::with_capacity(64 + class.len());
-    push_head(&mut out, 3, class.len() as u64);
-    out.extend_from_slice(class.as_bytes());
-    ciborium::into_writer(state, &mut out).map_err(|e| EncodingError::Encode {
-        oid,
-        message: e.to_string(),
-    })?;
-    Ok(out)
+    with_encode_buffer(|out| {
+        push_head(out, 3, class.len() as u64);
+        out.extend_from_slice(class.as_bytes());
+        ciborium::into_writer(state, &mut *out).map_err(|e| EncodingError::Encode {
+            oid,
+            message: e.to_string(),
+        })?;
+        Ok(out.to_vec())
+    })
+}
+
+thread_local! {
+    /// One buffer per thread that states are encoded into before they are
+    /// copied out at their size: a `Vec` grown by the encoder would be
+    /// reallocated two or three times per object.
+    static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The most an idle encode buffer keeps (a larger state's buffer is freed).
+const ENCODE_BUFFER_KEEP: usize = 64 * 1024;
+
+/// Runs `f` with this thread's empty encode buffer (a new one when an encode
+/// is already using it further up the stack).
+fn with_encode_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut f = Some(f);
+    let reused = ENCODE_BUFFER.try_with(|cell| {
+        let mut buf = cell.try_borrow_mut().ok()?;
+        buf.clear();
+        let out = (f.take()?)(&mut buf);
+        if buf.capacity() > ENCODE_BUFFER_KEEP {
+            *buf = Vec::new();
+        }
+        Some(out)
+    });
+    match (reused, f) {
+        (Ok(Some(out)), _) => out,
+        (_, Some(f)) => f(&mut Vec::new()),
+        (_, None) => unreachable!("the closure ran"),
+    }
 }
 
 /// Splits a record's data into its class name and the encoded state.

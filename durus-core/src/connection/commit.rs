@@ -10,12 +10,11 @@
 use super::context::{DecodeScope, EncodeScope};
 use super::{ConnInner, TxState};
 use crate::error::{Error, Result};
-use crate::oid::Oid;
+use crate::oid::{Oid, OidSet};
 use crate::persistent::{ErasedObj, Status};
 use crate::record;
 use crate::storage::CommitHandler;
 use std::any::Any;
-use std::collections::HashSet;
 use std::rc::Rc;
 
 impl ConnInner {
@@ -161,7 +160,7 @@ impl ConnInner {
         queue: &mut Vec<Rc<dyn ErasedObj>>,
         stored: &mut Vec<Rc<dyn ErasedObj>>,
     ) -> Result<()> {
-        let mut seen: HashSet<Oid> = HashSet::with_capacity(queue.len());
+        let mut seen = OidSet::with_capacity_and_hasher(queue.len(), Default::default());
         let scope = EncodeScope::enter(self.rc()?);
         while let Some(obj) = queue.pop() {
             let oid = obj.hdr().oid.get().ok_or(Error::WrongConnection(None))?;
