@@ -701,6 +701,17 @@ fn wrong_tags() {
 
 #[test]
 fn over_deep_nesting_is_an_error() {
+    // Unoptimized frames are several KiB per level: give both decoders the
+    // room that 256 levels take there (a release build fits in 2 MiB).
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(deep_nesting)
+        .expect("a thread")
+        .join()
+        .expect("no panic");
+}
+
+fn deep_nesting() {
     for depth in [255usize, 256, 257, 100_000] {
         let mut arrays = vec![0x81; depth];
         arrays.push(0x00);
