@@ -169,15 +169,14 @@ pub fn decode<T: DeserializeOwned>(oid: Oid, class: &str, data: &[u8]) -> Result
             found: found.to_string(),
         });
     }
-    let mut reader = state;
-    let value = ciborium::from_reader(&mut reader).map_err(|e| EncodingError::Decode {
+    let (value, used) = crate::cbor_de::from_slice(state).map_err(|e| EncodingError::Decode {
         oid,
         message: e.to_string(),
     })?;
-    if !reader.is_empty() {
+    if used < state.len() {
         return Err(EncodingError::Decode {
             oid,
-            message: format!("{} bytes after the state", reader.len()),
+            message: format!("{} bytes after the state", state.len() - used),
         });
     }
     Ok(value)

@@ -36,6 +36,7 @@
 extern crate self as durus_core;
 
 mod cache;
+mod cbor_de;
 pub mod collections;
 pub mod connection;
 mod database;

@@ -18,6 +18,7 @@
 //!
 //! See docs/RECORDS.md ("Unknown fields") and docs/SCHEMA.md.
 
+use crate::cbor_de;
 use crate::encoding;
 use crate::error::EncodingError;
 use crate::oid::Oid;
@@ -161,32 +162,6 @@ fn is_class_of<T: Persistent>(found: &str) -> bool {
     found == T::CLASS_NAME || T::CLASS_ALIASES.contains(&found)
 }
 
-/// The bytes of ciborium's scratch space (what `ciborium::from_reader`
-/// uses): text and byte strings up to this long are decoded through it.
-const SCRATCH: usize = 4096;
-
-thread_local! {
-    /// One scratch space per thread, reused by every decode: a decode
-    /// otherwise zeroes 4 KiB on the stack per object.
-    static SCRATCH_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; SCRATCH]);
-}
-
-/// Runs `f` with this thread's scratch space (a fresh one when a decode is
-/// already using it further up the stack).
-fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
-    let mut f = Some(f);
-    let reused = SCRATCH_BUF.try_with(|cell| {
-        cell.try_borrow_mut()
-            .ok()
-            .map(|mut buf| (f.take().expect("called once"))(&mut buf))
-    });
-    match (reused, f) {
-        (Ok(Some(out)), _) => out,
-        (_, Some(f)) => f(&mut [0u8; SCRATCH]),
-        (_, None) => unreachable!("the closure ran"),
-    }
-}
-
 /// Decodes a record's data into a `T`, keeping what `T` does not know.
 pub(crate) fn decode<T: Persistent>(
     oid: Oid,
@@ -201,16 +176,14 @@ pub(crate) fn decode<T: Persistent>(
         });
     }
     let unknown = unknown_entries::<T>(state);
-    let mut reader = state;
-    let value: T =
-        match with_scratch(|scratch| ciborium::de::from_reader_with_buffer(&mut reader, scratch)) {
-            Ok(value) => value,
-            Err(e) => return Err(state_error::<T>(oid, state, e)),
-        };
-    if !reader.is_empty() {
+    let (value, used): (T, usize) = match cbor_de::from_slice(state) {
+        Ok(decoded) => decoded,
+        Err(e) => return Err(state_error::<T>(oid, state, e)),
+    };
+    if used < state.len() {
         return Err(EncodingError::Decode {
             oid,
-            message: format!("{} bytes after the state", reader.len()),
+            message: format!("{} bytes after the state", state.len() - used),
         });
     }
     Ok((value, unknown))
@@ -315,16 +288,12 @@ pub(crate) fn encode<T: Persistent>(
 
 /// A decode error in our words: the oid, the class and, when it can be
 /// found, the field.
-fn state_error<T: Persistent>(
-    oid: Oid,
-    state: &[u8],
-    e: ciborium::de::Error<std::io::Error>,
-) -> EncodingError {
+fn state_error<T: Persistent>(oid: Oid, state: &[u8], e: cbor_de::Error) -> EncodingError {
     let message = match e {
-        ciborium::de::Error::Semantic(_, m) => m,
-        ciborium::de::Error::Syntax(at) => format!("malformed CBOR at byte {at} of the state"),
-        ciborium::de::Error::Io(e) => format!("the state ends early ({e})"),
-        ciborium::de::Error::RecursionLimitExceeded => "the state nests too deeply".into(),
+        cbor_de::Error::Semantic(_, m) => m,
+        cbor_de::Error::Syntax(at) => format!("malformed CBOR at byte {at} of the state"),
+        cbor_de::Error::Eof => "the state ends early".into(),
+        cbor_de::Error::RecursionLimitExceeded => "the state nests too deeply".into(),
     };
     let quoted = |prefix: &str| -> Option<String> {
         let rest = message.strip_prefix(prefix)?;
@@ -371,9 +340,9 @@ fn failing_field<T: Persistent>(state: &[u8]) -> Option<String> {
         count += 1;
         let mut map = encoding::map_head(count);
         map.extend_from_slice(&prefix);
-        match ciborium::from_reader::<T, _>(&map[..]) {
+        match cbor_de::from_slice::<T>(&map) {
             Ok(_) => {}
-            Err(ciborium::de::Error::Semantic(_, m)) if m.starts_with("missing field") => {}
+            Err(cbor_de::Error::Semantic(_, m)) if m.starts_with("missing field") => {}
             Err(_) => return entry.key.map(str::to_string),
         }
     }
