@@ -45,6 +45,9 @@ struct Loads {
     requests: u64,
     /// Sorted round trips of a sync before the timed region.
     rt_ns: Vec<u64>,
+    /// On PostgreSQL: the seconds and sorted latencies of the bare
+    /// `SELECT data ... WHERE oid = $1` of the same oids, after the loads.
+    bare: Option<(f64, Vec<u64>)>,
 }
 
 /// Sync round trips measured before the timed region.
@@ -73,7 +76,7 @@ pub fn run(opts: &Options) -> Result<Record> {
     let mean_us =
         l.lat_ns.iter().map(|&x| x as f64).sum::<f64>() / l.lat_ns.len().max(1) as f64 / 1000.0;
     let verified = l.bad == 0 && l.lat_ns.len() as u64 == k;
-    let mut rec = items::record("W3", Some(opts.common.fsync), &cpu);
+    let mut rec = items::run_record("W3", &opts.common, &cpu);
     rec.set("target", opts.target.name())
         .set("n", opts.n)
         .set("k", k)
@@ -90,6 +93,16 @@ pub fn run(opts: &Options) -> Result<Record> {
         .set("sync_rt_p99_us", rt(99.0))
         .set("server_rss_kb", server_rss_kb)
         .set("client_rss_kb", items::self_peak_rss_kb());
+    if let Some((seconds, lat)) = &l.bare {
+        let us = |p: f64| data::percentile(lat, p).map(|ns| ns as f64 / 1000.0);
+        rec.set("bare_select_per_s", lat.len() as f64 / seconds)
+            .set("bare_select_p50_us", us(50.0))
+            .set("bare_select_p99_us", us(99.0))
+            .set(
+                "loads_vs_bare_select",
+                (k as f64 / l.seconds) / (lat.len() as f64 / seconds),
+            );
+    }
     Ok(rec)
 }
 
@@ -167,6 +180,15 @@ fn point_loads(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<
     let seconds = t0.elapsed().as_secs_f64();
     let after = counter.loads();
     items::close(conn)?;
+    let bare = match &opts.common.postgres {
+        Some(url) => {
+            let oids: Vec<Oid> = targets.iter().map(|&(_, oid)| oid).collect();
+            let (seconds, mut lat) = bare_selects(url, &oids)?;
+            lat.sort_unstable();
+            Some((seconds, lat))
+        }
+        None => None,
+    };
     Ok(Loads {
         seconds,
         lat_ns,
@@ -174,5 +196,47 @@ fn point_loads(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<
         records: after.records - before.records,
         requests: after.requests - before.requests,
         rt_ns,
+        bare,
     })
+}
+
+/// The bound of a point load on PostgreSQL: the prepared `SELECT data
+/// FROM durus_object WHERE oid = $1` of each of `oids`, one round trip
+/// each on a session of this process (autocommit). The seconds of the
+/// loop and each one's latency.
+#[cfg(feature = "postgres")]
+fn bare_selects(url: &str, oids: &[Oid]) -> Result<(f64, Vec<u64>)> {
+    let failed =
+        |doing: &str, e: postgres::Error| bench_error(format!("bare SELECT: {doing}: {e}"));
+    let mut client =
+        postgres::Client::connect(url, postgres::NoTls).map_err(|e| failed("connect", e))?;
+    let select = client
+        .prepare("SELECT data FROM durus_object WHERE oid = $1")
+        .map_err(|e| failed("prepare", e))?;
+    let mut lat_ns = Vec::with_capacity(oids.len());
+    let t0 = Instant::now();
+    for oid in oids {
+        let key =
+            i64::try_from(oid.0).map_err(|_| bench_error(format!("oid {oid} is too large")))?;
+        let a = Instant::now();
+        let row = client
+            .query_opt(&select, &[&key])
+            .map_err(|e| failed("select", e))?;
+        lat_ns.push(u64::try_from(a.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        if row.is_none() {
+            return Err(bench_error(format!("bare SELECT: no row for oid {oid}")));
+        }
+        if t0.elapsed() > MAX_LOOP_TIME {
+            break;
+        }
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    client.close().map_err(|e| failed("close", e))?;
+    Ok((seconds, lat_ns))
+}
+
+/// Without PostgreSQL support there is no PostgreSQL run to compare with.
+#[cfg(not(feature = "postgres"))]
+fn bare_selects(_url: &str, _oids: &[Oid]) -> Result<(f64, Vec<u64>)> {
+    Err(bench_error(crate::tools::POSTGRES_MISSING))
 }

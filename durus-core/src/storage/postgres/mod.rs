@@ -98,21 +98,7 @@ impl PgStorage {
     /// database has none. No TLS: use a local socket, a loopback or private
     /// network, or a TLS-terminating proxy.
     pub fn connect(url: &str) -> Result<PgStorage> {
-        let mut config: ::postgres::Config = url.parse().map_err(|e: ::postgres::Error| {
-            other(format!(
-                "bad PostgreSQL URL {:?}: {e}",
-                crate::internals::redact_url(url)
-            ))
-        })?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        config.keepalives(true);
-        config.application_name("durus");
-        let target = describe(&config);
-        let mut client = config
-            .connect(NoTls)
-            .map_err(|e| pg_error(&format!("connect to {target}"), &e))?;
+        let (mut client, target) = connect_client(url)?;
         ensure_schema(&mut client)?;
         let session = Session::prepare(client).map_err(|e| pg_error("prepare statements", &e))?;
         let mut storage = PgStorage {
@@ -129,6 +115,19 @@ impl PgStorage {
             .map_err(|e| pg_error("read the last tid", &e))?;
         storage.last_tid = row.get(0);
         Ok(storage)
+    }
+
+    /// Drops the durus tables and the oid sequence of the database at
+    /// `url` (whatever version made them), so that the next `connect`
+    /// starts an empty database. Every record is lost: for benchmarks and
+    /// tests, not for applications.
+    #[doc(hidden)]
+    pub fn drop_schema(url: &str) -> Result<()> {
+        let (mut client, target) = connect_client(url)?;
+        client
+            .batch_execute(sql::DROP_SCHEMA)
+            .map_err(|e| pg_error(&format!("drop the durus tables of {target}"), &e))?;
+        client.close().map_err(|e| pg_error("close", &e))
     }
 
     /// Where this storage is connected (`host:port/dbname`).
@@ -504,6 +503,27 @@ fn statement_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<i64>> {
         }
     }
     out
+}
+
+/// A PostgreSQL session to the database at `url`, and where it is
+/// (`host:port/dbname`, for messages).
+fn connect_client(url: &str) -> Result<(Client, String)> {
+    let mut config: ::postgres::Config = url.parse().map_err(|e: ::postgres::Error| {
+        other(format!(
+            "bad PostgreSQL URL {:?}: {e}",
+            crate::internals::redact_url(url)
+        ))
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    config.keepalives(true);
+    config.application_name("durus");
+    let target = describe(&config);
+    let client = config
+        .connect(NoTls)
+        .map_err(|e| pg_error(&format!("connect to {target}"), &e))?;
+    Ok((client, target))
 }
 
 /// Makes the schema unless it is there; checks its version.

@@ -54,6 +54,12 @@ CREATE INDEX IF NOT EXISTS durus_removed_tid ON durus_removed (tid);
 CREATE SEQUENCE IF NOT EXISTS durus_oid_seq AS bigint MINVALUE 0 START 0 INCREMENT 32;
 ";
 
+/// Removes every table and the sequence of [`CREATE_SCHEMA`] and
+/// `durus_schema`: the database holds no durus data afterwards (its next
+/// `PgStorage` makes the schema again). For benchmarks and tests.
+pub(crate) const DROP_SCHEMA: &str = "DROP TABLE IF EXISTS durus_object, durus_removed, \
+     durus_commit, durus_schema; DROP SEQUENCE IF EXISTS durus_oid_seq";
+
 /// Records the schema version (after [`CREATE_SCHEMA`]).
 pub(crate) const INSERT_SCHEMA_VERSION: &str = "INSERT INTO durus_schema (version) VALUES ($1)";
 
