@@ -157,36 +157,49 @@ fn point_loads(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<
         rt_ns.push(u64::try_from(a.elapsed().as_nanos()).unwrap_or(u64::MAX));
     }
     rt_ns.sort_unstable();
+    // On PostgreSQL, the bare SELECT of the same oids runs in the same
+    // loop, a transaction's worth at a time, before and after the loads in
+    // turn, so that both see the same machine.
+    let mut bare = match &opts.common.postgres {
+        Some(url) => Some(BareSelect::open(url, targets.len())?),
+        None => None,
+    };
     let before = counter.loads();
     let mut lat_ns = Vec::with_capacity(targets.len());
     let mut bad = 0u64;
+    let mut seconds = 0.0;
     let t0 = Instant::now();
-    for (j, &(i, oid)) in targets.iter().enumerate() {
-        let a = Instant::now();
-        let obj = conn.get::<Item>(oid)?;
-        if obj.read()?.n != i {
-            bad += 1;
+    let per_transaction = usize::try_from(OPS_PER_TRANSACTION).unwrap_or(usize::MAX);
+    for (c, chunk) in targets.chunks(per_transaction).enumerate() {
+        let bare_first = c % 2 == 1;
+        if let (Some(b), true) = (bare.as_mut(), bare_first) {
+            b.run(chunk)?;
         }
-        lat_ns.push(u64::try_from(a.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        drop(obj);
-        let done = j as u64 + 1;
-        if done.is_multiple_of(OPS_PER_TRANSACTION) {
-            conn.abort()?;
-            if t0.elapsed() > MAX_LOOP_TIME {
-                break;
+        let started = Instant::now();
+        for &(i, oid) in chunk {
+            let a = Instant::now();
+            let obj = conn.get::<Item>(oid)?;
+            if obj.read()?.n != i {
+                bad += 1;
             }
+            lat_ns.push(u64::try_from(a.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            drop(obj);
+        }
+        if chunk.len() == per_transaction {
+            conn.abort()?;
+        }
+        seconds += started.elapsed().as_secs_f64();
+        if let (Some(b), false) = (bare.as_mut(), bare_first) {
+            b.run(chunk)?;
+        }
+        if t0.elapsed() > MAX_LOOP_TIME {
+            break;
         }
     }
-    let seconds = t0.elapsed().as_secs_f64();
     let after = counter.loads();
     items::close(conn)?;
-    let bare = match &opts.common.postgres {
-        Some(url) => {
-            let oids: Vec<Oid> = targets.iter().map(|&(_, oid)| oid).collect();
-            let (seconds, mut lat) = bare_selects(url, &oids)?;
-            lat.sort_unstable();
-            Some((seconds, lat))
-        }
+    let bare = match bare {
+        Some(b) => Some(b.finish()?),
         None => None,
     };
     Ok(Loads {
@@ -201,42 +214,81 @@ fn point_loads(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<
 }
 
 /// The bound of a point load on PostgreSQL: the prepared `SELECT data
-/// FROM durus_object WHERE oid = $1` of each of `oids`, one round trip
-/// each on a session of this process (autocommit). The seconds of the
-/// loop and each one's latency.
+/// FROM durus_object WHERE oid = $1`, one round trip per oid on a session
+/// of this process (autocommit).
 #[cfg(feature = "postgres")]
-fn bare_selects(url: &str, oids: &[Oid]) -> Result<(f64, Vec<u64>)> {
-    let failed =
-        |doing: &str, e: postgres::Error| bench_error(format!("bare SELECT: {doing}: {e}"));
-    let mut client =
-        postgres::Client::connect(url, postgres::NoTls).map_err(|e| failed("connect", e))?;
-    let select = client
-        .prepare("SELECT data FROM durus_object WHERE oid = $1")
-        .map_err(|e| failed("prepare", e))?;
-    let mut lat_ns = Vec::with_capacity(oids.len());
-    let t0 = Instant::now();
-    for oid in oids {
-        let key =
-            i64::try_from(oid.0).map_err(|_| bench_error(format!("oid {oid} is too large")))?;
-        let a = Instant::now();
-        let row = client
-            .query_opt(&select, &[&key])
-            .map_err(|e| failed("select", e))?;
-        lat_ns.push(u64::try_from(a.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        if row.is_none() {
-            return Err(bench_error(format!("bare SELECT: no row for oid {oid}")));
-        }
-        if t0.elapsed() > MAX_LOOP_TIME {
-            break;
-        }
+struct BareSelect {
+    client: postgres::Client,
+    select: postgres::Statement,
+    seconds: f64,
+    lat_ns: Vec<u64>,
+}
+
+#[cfg(feature = "postgres")]
+impl BareSelect {
+    fn open(url: &str, capacity: usize) -> Result<BareSelect> {
+        let mut client = postgres::Client::connect(url, postgres::NoTls)
+            .map_err(|e| bare_failed("connect", e))?;
+        let select = client
+            .prepare("SELECT data FROM durus_object WHERE oid = $1")
+            .map_err(|e| bare_failed("prepare", e))?;
+        Ok(BareSelect {
+            client,
+            select,
+            seconds: 0.0,
+            lat_ns: Vec::with_capacity(capacity),
+        })
     }
-    let seconds = t0.elapsed().as_secs_f64();
-    client.close().map_err(|e| failed("close", e))?;
-    Ok((seconds, lat_ns))
+
+    /// Selects the record of each oid of `targets`, timing each.
+    fn run(&mut self, targets: &[(u64, Oid)]) -> Result<()> {
+        let started = Instant::now();
+        for &(_, oid) in targets {
+            let key =
+                i64::try_from(oid.0).map_err(|_| bench_error(format!("oid {oid} is too large")))?;
+            let a = Instant::now();
+            let row = self
+                .client
+                .query_opt(&self.select, &[&key])
+                .map_err(|e| bare_failed("select", e))?;
+            self.lat_ns
+                .push(u64::try_from(a.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            if row.is_none() {
+                return Err(bench_error(format!("bare SELECT: no row for oid {oid}")));
+            }
+        }
+        self.seconds += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// The seconds of all the selects and their sorted latencies.
+    fn finish(mut self) -> Result<(f64, Vec<u64>)> {
+        self.client.close().map_err(|e| bare_failed("close", e))?;
+        self.lat_ns.sort_unstable();
+        Ok((self.seconds, self.lat_ns))
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn bare_failed(doing: &str, e: postgres::Error) -> durus_core::Error {
+    bench_error(format!("bare SELECT: {doing}: {e}"))
 }
 
 /// Without PostgreSQL support there is no PostgreSQL run to compare with.
 #[cfg(not(feature = "postgres"))]
-fn bare_selects(_url: &str, _oids: &[Oid]) -> Result<(f64, Vec<u64>)> {
-    Err(bench_error(crate::tools::POSTGRES_MISSING))
+struct BareSelect;
+
+#[cfg(not(feature = "postgres"))]
+impl BareSelect {
+    fn open(_url: &str, _capacity: usize) -> Result<BareSelect> {
+        Err(bench_error(crate::tools::POSTGRES_MISSING))
+    }
+
+    fn run(&mut self, _targets: &[(u64, Oid)]) -> Result<()> {
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(f64, Vec<u64>)> {
+        Ok((0.0, Vec::new()))
+    }
 }

@@ -35,6 +35,11 @@ const MAX_OID_BLOCKS: u64 = 32;
 /// round trip costs far more than a record).
 const PREFETCH: usize = 64;
 
+/// The most records fetched ahead (see `PgStorage::ahead`) one bulk load
+/// brings, and the most kept.
+const MAX_AHEAD_PER_LOAD: usize = 4096;
+const MAX_AHEAD: usize = 20_000;
+
 /// The most oids one bulk load asks for in one statement.
 const MAX_BULK: usize = 10_000;
 
@@ -80,6 +85,14 @@ pub struct PgStorage {
     oids_used: u64,
     /// Where it connected, for messages (no password).
     target: String,
+    /// Records fetched ahead: those the records of a bulk load refer to,
+    /// brought in the same statement, each with the tid that wrote it.
+    /// One is handed out once (a load or bulk load of its oid), as if
+    /// loaded then; an oid invalidated by a sync or a commit, or written
+    /// by this client, is dropped. Like the records a connection fetches
+    /// ahead, a record here is the one current at this client's last sync
+    /// or later: a conflicting change made since is seen at the commit.
+    ahead: HashMap<Oid, (i64, Vec<u8>)>,
 }
 
 /// The PostgreSQL session and its prepared statements.
@@ -87,6 +100,7 @@ struct Session {
     client: Client,
     load: Statement,
     bulk_load: Statement,
+    bulk_load_with_refs: Statement,
     new_oids: Statement,
     sync: Statement,
     write: Statement,
@@ -107,6 +121,7 @@ impl PgStorage {
             transaction: ClientTransaction::default(),
             oids_used: 0,
             target,
+            ahead: HashMap::new(),
         };
         let session = storage.session()?;
         let row = session
@@ -222,6 +237,9 @@ impl PgStorage {
                 return Err(e);
             }
         };
+        for oid in &invalidations {
+            self.ahead.remove(oid);
+        }
         // The invalidations are not taken from anywhere: until this commit
         // succeeds, `last_tid` stays and the next sync reports them again.
         let resolved = transaction.resolve(handler, &invalidations, |asked| {
@@ -239,6 +257,9 @@ impl PgStorage {
             return Err(e);
         }
         let records = transaction.take_records();
+        for (oid, _) in &records {
+            self.ahead.remove(oid);
+        }
         if records.is_empty() {
             // Nothing to write: the tid stays, and so does the database.
             self.rollback_quietly();
@@ -304,6 +325,7 @@ impl Session {
         Ok(Session {
             load: client.prepare(sql::LOAD)?,
             bulk_load: client.prepare(sql::BULK_LOAD)?,
+            bulk_load_with_refs: client.prepare(sql::BULK_LOAD_WITH_REFS)?,
             new_oids: client.prepare(sql::NEW_OIDS)?,
             sync: client.prepare(sql::SYNC)?,
             write: client.prepare(sql::WRITE)?,
@@ -323,6 +345,37 @@ impl Session {
             for row in self.client.query(&self.bulk_load, &[&keys])? {
                 let oid: i64 = row.get(0);
                 out.push((Oid(oid as u64), row.get(1), row.get(2)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `(oid, tid, record, asked)` of those of `oids` that have a record
+    /// (`asked`), and of up to `more` records they refer to that are not
+    /// among `oids` (one statement per `MAX_BULK` oids).
+    fn bulk_load_with_refs(
+        &mut self,
+        oids: &[Oid],
+        more: usize,
+    ) -> Result<Vec<(Oid, i64, Vec<u8>, bool)>, ::postgres::Error> {
+        let mut out = Vec::with_capacity(oids.len());
+        let mut more = more;
+        for chunk in oids.chunks(MAX_BULK) {
+            let keys: Vec<i64> = chunk
+                .iter()
+                .filter_map(|o| i64::try_from(o.0).ok())
+                .collect();
+            let limit = i64::try_from(more).unwrap_or(i64::MAX);
+            for row in self
+                .client
+                .query(&self.bulk_load_with_refs, &[&keys, &limit])?
+            {
+                let oid: i64 = row.get(0);
+                let asked: bool = row.get(3);
+                if !asked {
+                    more = more.saturating_sub(1);
+                }
+                out.push((Oid(oid as u64), row.get(1), row.get(2), asked));
             }
         }
         Ok(out)
@@ -641,6 +694,9 @@ fn load_result(oid: Oid, last_tid: i64, found: Option<(i64, Vec<u8>)>) -> Result
 impl Storage for PgStorage {
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
         let last_tid = self.last_tid;
+        if let Some(found) = self.ahead.remove(&oid) {
+            return load_result(oid, last_tid, Some(found));
+        }
         let Ok(key) = i64::try_from(oid.0) else {
             return Err(Error::NotFound(oid));
         };
@@ -654,13 +710,33 @@ impl Storage for PgStorage {
 
     fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
         let last_tid = self.last_tid;
-        let session = self.session()?;
-        let mut found: HashMap<Oid, (i64, Vec<u8>)> = session
-            .bulk_load(oids)
-            .map_err(|e| pg_error("load records", &e))?
-            .into_iter()
-            .map(|(oid, tid, record)| (oid, (tid, record)))
-            .collect();
+        let mut found: HashMap<Oid, (i64, Vec<u8>)> = HashMap::with_capacity(oids.len());
+        let mut missing = Vec::with_capacity(oids.len());
+        for oid in oids {
+            match self.ahead.remove(oid) {
+                Some(record) => {
+                    found.insert(*oid, record);
+                }
+                None => missing.push(*oid),
+            }
+        }
+        if !missing.is_empty() {
+            if self.ahead.len() >= MAX_AHEAD {
+                self.ahead.clear();
+            }
+            let more = MAX_AHEAD_PER_LOAD.min(MAX_AHEAD - self.ahead.len());
+            let session = self.session()?;
+            let rows = session
+                .bulk_load_with_refs(&missing, more)
+                .map_err(|e| pg_error("load records", &e))?;
+            for (oid, tid, record, asked) in rows {
+                if asked {
+                    found.insert(oid, (tid, record));
+                } else {
+                    self.ahead.insert(oid, (tid, record));
+                }
+            }
+        }
         oids.iter()
             .map(|oid| load_result(*oid, last_tid, found.remove(oid)))
             .collect()
@@ -718,9 +794,18 @@ impl Storage for PgStorage {
             .query_one(&session.sync, &[&last_tid])
             .map_err(|e| pg_error("sync", &e))?;
         let tid: i64 = row.get(0);
-        let oids: Vec<i64> = row.get(1);
+        let oids: Vec<Oid> = row
+            .get::<_, Vec<i64>>(1)
+            .into_iter()
+            .map(|o| Oid(o as u64))
+            .collect();
         self.last_tid = tid;
-        Ok(oids.into_iter().map(|o| Oid(o as u64)).collect())
+        if !self.ahead.is_empty() {
+            for oid in &oids {
+                self.ahead.remove(oid);
+            }
+        }
+        Ok(oids)
     }
 
     fn pack(&mut self) -> Result<()> {

@@ -72,6 +72,21 @@ pub(crate) const LOAD: &str = "SELECT tid, data FROM durus_object WHERE oid = $1
 /// Several records (also the current records of a resolution round).
 pub(crate) const BULK_LOAD: &str = "SELECT oid, tid, data FROM durus_object WHERE oid = ANY($1)";
 
+/// Several records (the first column true), and up to `$2` of the records
+/// they refer to that were not asked for (false), in one statement: a
+/// bulk load of a BTree node's children brings their children along.
+pub(crate) const BULK_LOAD_WITH_REFS: &str = "
+WITH asked AS (
+    SELECT oid, tid, data, refs FROM durus_object WHERE oid = ANY($1)
+)
+SELECT oid, tid, data, true FROM asked
+UNION ALL
+(SELECT o.oid, o.tid, o.data, false FROM durus_object o
+ WHERE o.oid = ANY(ARRAY(
+     SELECT DISTINCT r FROM asked CROSS JOIN LATERAL unnest(asked.refs) AS r
+     WHERE r <> ALL($1)))
+ LIMIT $2)";
+
 /// Whether the database holds no record.
 pub(crate) const IS_EMPTY: &str = "SELECT NOT EXISTS (SELECT 1 FROM durus_object)";
 
