@@ -23,7 +23,7 @@ use crate::error::{Error, Result, StorageError};
 use crate::oid::Oid;
 use crate::record;
 use ::postgres::{Client, NoTls, SimpleQueryMessage, Statement};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// The most blocks of `sql::OID_BLOCK` oids one `new_oid` round trip
@@ -93,6 +93,10 @@ pub struct PgStorage {
     /// ahead, a record here is the one current at this client's last sync
     /// or later: a conflicting change made since is seen at the commit.
     ahead: HashMap<Oid, (i64, Vec<u8>)>,
+    /// Oids this client's `new_oid` handed out that no commit of it has
+    /// tried to write yet: no row can hold them (the sequence hands each
+    /// out once), so their first write is a plain insert.
+    fresh: HashSet<Oid>,
 }
 
 /// The PostgreSQL session and its prepared statements.
@@ -122,6 +126,7 @@ impl PgStorage {
             oids_used: 0,
             target,
             ahead: HashMap::new(),
+            fresh: HashSet::new(),
         };
         let session = storage.session()?;
         let row = session
@@ -269,9 +274,15 @@ impl PgStorage {
         let new_tid = tid
             .checked_add(1)
             .ok_or_else(|| other("out of tids".into()))?;
+        // Once tried, an oid is written with the upsert: after an unknown
+        // outcome its row may be there.
+        let new: Vec<bool> = records
+            .iter()
+            .map(|(oid, _)| self.fresh.remove(oid))
+            .collect();
         let written = self
             .session()
-            .and_then(|s| s.write_and_commit(new_tid, records));
+            .and_then(|s| s.write_and_commit(new_tid, records, &new));
         match written {
             Ok(()) => {
                 self.last_tid = new_tid;
@@ -410,8 +421,13 @@ impl Session {
     /// A small commit is one round trip (the records as literals, then
     /// COMMIT and the WAL flush); a large one binds them as parameters, in
     /// statements of at most `MAX_WRITE_BYTES`, then commits.
-    fn write_and_commit(&mut self, tid: i64, records: Vec<(Oid, Vec<u8>)>) -> Result<()> {
-        let batches = write_batches(records)?;
+    fn write_and_commit(
+        &mut self,
+        tid: i64,
+        records: Vec<(Oid, Vec<u8>)>,
+        new: &[bool],
+    ) -> Result<()> {
+        let batches = write_batches(records, new)?;
         if let [batch] = batches.as_slice() {
             if batch.bytes <= MAX_INLINE_BYTES {
                 let text = sql::write_and_commit(tid, batch);
@@ -456,6 +472,7 @@ impl Session {
                     &batch.refs,
                     &batch.lo,
                     &batch.hi,
+                    &batch.new,
                 ],
             )
             .map(|_| ())
@@ -464,8 +481,9 @@ impl Session {
 }
 
 /// The records to write, in batches of at most `MAX_WRITE_BYTES`; the
-/// last record of an oid wins, as in a Durus transaction.
-fn write_batches(records: Vec<(Oid, Vec<u8>)>) -> Result<Vec<WriteBatch>> {
+/// last record of an oid wins, as in a Durus transaction. `new[i]`: the
+/// oid of record `i` has no row yet.
+fn write_batches(records: Vec<(Oid, Vec<u8>)>, new: &[bool]) -> Result<Vec<WriteBatch>> {
     let mut last: HashMap<Oid, usize> = HashMap::with_capacity(records.len());
     for (i, (oid, _)) in records.iter().enumerate() {
         last.insert(*oid, i);
@@ -481,6 +499,7 @@ fn write_batches(records: Vec<(Oid, Vec<u8>)>) -> Result<Vec<WriteBatch>> {
         }
         if let Some(batch) = out.last_mut() {
             batch.push(oid, rec)?;
+            batch.new.push(new.get(i).copied().unwrap_or(false));
         }
     }
     Ok(out)
@@ -494,6 +513,8 @@ struct WriteBatch {
     refs: Vec<i64>,
     lo: Vec<i32>,
     hi: Vec<i32>,
+    /// Whether each oid has no row yet (a plain insert).
+    new: Vec<bool>,
     bytes: usize,
 }
 
@@ -765,6 +786,9 @@ impl Storage for PgStorage {
         });
         self.transaction = transaction;
         self.oids_used += 1;
+        if let Ok(oid) = oid {
+            self.fresh.insert(oid);
+        }
         oid
     }
 

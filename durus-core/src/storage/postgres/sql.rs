@@ -134,13 +134,21 @@ pub(crate) fn begin_commit(last_tid: i64) -> String {
 }
 
 /// Writes records at tid `$1` and makes `$1` the last tid, in one
-/// statement: `$2` oids, `$3` records, and the refs of record `i` are
-/// `$4[$5[i]:$6[i]]` (an empty slice when it has none).
+/// statement: `$2` oids, `$3` records, the refs of record `i` are
+/// `$4[$5[i]:$6[i]]` (an empty slice when it has none), and `$7[i]` says
+/// that its oid is new (handed out by this client's oid sequence and
+/// never written): those are inserted without the upsert's conflict
+/// check, which costs the server about a third more per row.
 pub(crate) const WRITE: &str = "
-WITH written AS (
+WITH r AS (
+    SELECT * FROM unnest($2::bigint[], $3::bytea[], $5::integer[], $6::integer[], $7::boolean[])
+        AS r(oid, data, lo, hi, new)
+), inserted AS (
     INSERT INTO durus_object (oid, tid, data, refs)
-    SELECT r.oid, $1, r.data, ($4::bigint[])[r.lo:r.hi]
-    FROM unnest($2::bigint[], $3::bytea[], $5::integer[], $6::integer[]) AS r(oid, data, lo, hi)
+    SELECT r.oid, $1, r.data, ($4::bigint[])[r.lo:r.hi] FROM r WHERE r.new
+), updated AS (
+    INSERT INTO durus_object (oid, tid, data, refs)
+    SELECT r.oid, $1, r.data, ($4::bigint[])[r.lo:r.hi] FROM r WHERE NOT r.new
     ON CONFLICT (oid) DO UPDATE
         SET tid = EXCLUDED.tid, data = EXCLUDED.data, refs = EXCLUDED.refs
 )
