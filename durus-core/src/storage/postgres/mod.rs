@@ -40,6 +40,12 @@ const PREFETCH: usize = 64;
 const MAX_AHEAD_PER_LOAD: usize = 4096;
 const MAX_AHEAD: usize = 20_000;
 
+/// The most records a commit may write for the lock's round trip to
+/// bring the current records of those changed since the client's last
+/// tid (what a resolution round asks for); a larger commit asks for them
+/// in a round trip of their own when it needs them.
+const MAX_CURRENT_AT_LOCK: usize = 1000;
+
 /// The most oids one bulk load asks for in one statement.
 const MAX_BULK: usize = 10_000;
 
@@ -233,8 +239,18 @@ impl PgStorage {
         handler: &mut dyn CommitHandler,
     ) -> Result<()> {
         let last_tid = self.last_tid;
-        let locked = self.session().and_then(|s| s.begin_commit(last_tid));
-        let (tid, invalidations) = match locked {
+        let written: Vec<i64> = if transaction.pending_oids().count() <= MAX_CURRENT_AT_LOCK {
+            transaction
+                .pending_oids()
+                .filter_map(|o| i64::try_from(o.0).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let locked = self
+            .session()
+            .and_then(|s| s.begin_commit(last_tid, &written));
+        let (tid, invalidations, mut current) = match locked {
             Ok(x) => x,
             Err(e) => {
                 transaction.abandon();
@@ -248,6 +264,13 @@ impl PgStorage {
         // The invalidations are not taken from anywhere: until this commit
         // succeeds, `last_tid` stays and the next sync reports them again.
         let resolved = transaction.resolve(handler, &invalidations, |asked| {
+            // Usually the lock's round trip brought them already.
+            if asked.iter().all(|oid| current.contains_key(oid)) {
+                return Ok(asked
+                    .iter()
+                    .filter_map(|oid| current.remove(oid).map(|record| (*oid, record)))
+                    .collect());
+            }
             let session = self.session()?;
             let current = session
                 .bulk_load(asked)
@@ -393,11 +416,12 @@ impl Session {
     }
 
     /// Opens the commit's SQL transaction and takes the commit lock: the
-    /// last tid and the oids changed since `last_tid`.
-    fn begin_commit(&mut self, last_tid: i64) -> Result<(i64, Vec<Oid>)> {
+    /// last tid, the oids changed since `last_tid`, and the current
+    /// records of those among `written`.
+    fn begin_commit(&mut self, last_tid: i64, written: &[i64]) -> Result<Locked> {
         let messages = self
             .client
-            .simple_query(&sql::begin_commit(last_tid))
+            .simple_query(&sql::begin_commit(last_tid, written))
             .map_err(|e| pg_error("commit", &e))?;
         let rows = statement_rows(&messages);
         // Statements: BEGIN, SET, the lock, the invalidations.
@@ -411,7 +435,22 @@ impl Session {
             .unwrap_or_default();
         oids.sort_unstable();
         oids.dedup();
-        Ok((tid, oids))
+        let mut current = HashMap::new();
+        let mut statement = 0;
+        for m in &messages {
+            match m {
+                SimpleQueryMessage::CommandComplete(_) => statement += 1,
+                SimpleQueryMessage::Row(row) if statement == 3 => {
+                    let oid = row.get(0).and_then(|v| v.parse::<u64>().ok());
+                    let record = row.get(1).and_then(sql::from_hex);
+                    if let (Some(oid), Some(record)) = (oid, record) {
+                        current.insert(Oid(oid), record);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok((tid, oids, current))
     }
 
     /// Writes `records` at `tid` and commits. An error that is not
@@ -479,6 +518,11 @@ impl Session {
             .map_err(|e| pg_error("write records", &e))
     }
 }
+
+/// What the commit lock's round trip returns: the last tid, the oids
+/// changed since this client's last tid, and the current records of those
+/// this commit writes.
+type Locked = (i64, Vec<Oid>, HashMap<Oid, Vec<u8>>);
 
 /// The records to write, in batches of at most `MAX_WRITE_BYTES`; the
 /// last record of an oid wins, as in a Durus transaction. `new[i]`: the
@@ -904,6 +948,17 @@ mod tests {
         assert!(text.contains("'{}'::bigint[])"), "{text}");
         let wrong = record::pack(Oid(5), b"c", &[]).unwrap();
         assert!(b.push(Oid(6), wrong).is_err());
+    }
+
+    #[test]
+    fn lock_query_asks_for_the_written_records() {
+        let q = sql::begin_commit(5, &[1, 2]);
+        assert!(q.contains("oid = ANY('{1,2}'::bigint[])"), "{q}");
+        assert!(q.contains("WHERE tid > 5"), "{q}");
+        assert!(sql::begin_commit(5, &[]).contains("ANY('{}'::bigint[])"));
+        assert_eq!(sql::from_hex("00ff1A"), Some(vec![0, 255, 26]));
+        assert_eq!(sql::from_hex("0g"), None);
+        assert_eq!(sql::from_hex("abc"), None);
     }
 
     #[test]

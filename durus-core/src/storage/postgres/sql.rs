@@ -122,15 +122,48 @@ SELECT (SELECT tid FROM durus_commit WHERE id = 0),
 /// The first round trip of a commit (a simple query, several statements):
 /// opens the SQL transaction, takes the commit lock, then (a new snapshot,
 /// taken after the lock was granted) reads the invalidations since
-/// `last_tid`. The commit is asynchronous in PostgreSQL's sense so that the
-/// lock is released before the WAL flush; [`FINISH_COMMIT`] waits for it.
-pub(crate) fn begin_commit(last_tid: i64) -> String {
-    format!(
+/// `last_tid`, with the current record (in hex) of those among `written`,
+/// the oids this commit writes: what a resolution round would ask for.
+/// The commit is asynchronous in PostgreSQL's sense so that the lock is
+/// released before the WAL flush; [`FINISH_COMMIT`] waits for it.
+pub(crate) fn begin_commit(last_tid: i64, written: &[i64]) -> String {
+    use std::fmt::Write;
+    let mut q = String::with_capacity(400 + 21 * written.len());
+    let _ = write!(
+        q,
         "BEGIN; SET LOCAL synchronous_commit TO off; \
          SELECT tid FROM durus_commit WHERE id = 0 FOR UPDATE; \
-         SELECT oid FROM durus_object WHERE tid > {last_tid} \
-         UNION ALL SELECT oid FROM durus_removed WHERE tid > {last_tid}"
-    )
+         SELECT oid, CASE WHEN oid = ANY('{{"
+    );
+    for (i, oid) in written.iter().enumerate() {
+        if i > 0 {
+            q.push(',');
+        }
+        let _ = write!(q, "{oid}");
+    }
+    let _ = write!(
+        q,
+        "}}'::bigint[]) THEN encode(data, 'hex') END \
+         FROM durus_object WHERE tid > {last_tid} \
+         UNION ALL SELECT oid, NULL FROM durus_removed WHERE tid > {last_tid}"
+    );
+    q
+}
+
+/// The bytes of lowercase or uppercase hex digits; `None` if any is not one.
+pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
+    let digits = text.as_bytes();
+    if digits.len() % 2 != 0 {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let hi = char::from(pair[0]).to_digit(16)?;
+            let lo = char::from(pair[1]).to_digit(16)?;
+            u8::try_from(hi * 16 + lo).ok()
+        })
+        .collect()
 }
 
 /// Writes records at tid `$1` and makes `$1` the last tid, in one
