@@ -7,6 +7,11 @@
 //! read transaction every 100 ops. With `emb` the same two connections
 //! open the file one after the other. One op is one object load; each
 //! op's latency is timed, the aborts are only in the throughput.
+//!
+//! On PostgreSQL (`--storage postgresql://...`) the same loop also times
+//! the bare prepared `SELECT data FROM durus_object WHERE oid = $1` of
+//! the same oids on a session of its own, 100 at a time, before and after
+//! each transaction's loads in turn: the bound of a point load there.
 
 use super::data;
 use super::items::{self, Common, Item, ItemsRoot, Target, MAX_LOOP_TIME, MAX_OPS};
