@@ -353,6 +353,7 @@ struct Stack {
     faults: Arc<Faults>,
     server: Option<support::server::InProcess>,
     /// The database of the PostgreSQL variant (then `hub` is unused).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pg_url: Option<String>,
     /// Keeps the PostgreSQL cluster running while the history runs.
     #[cfg(feature = "postgres")]

@@ -49,6 +49,7 @@ impl ClientTransaction {
     }
 
     /// The oids of the records waiting for `end`.
+    #[cfg(feature = "postgres")]
     pub(crate) fn pending_oids(&self) -> impl Iterator<Item = Oid> + '_ {
         self.pending.iter().map(|(oid, _)| *oid)
     }

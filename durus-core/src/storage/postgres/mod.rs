@@ -391,7 +391,7 @@ impl Session {
         &mut self,
         oids: &[Oid],
         more: usize,
-    ) -> Result<Vec<(Oid, i64, Vec<u8>, bool)>, ::postgres::Error> {
+    ) -> Result<Vec<AheadRow>, ::postgres::Error> {
         let mut out = Vec::with_capacity(oids.len());
         let mut more = more;
         for chunk in oids.chunks(MAX_BULK) {
@@ -518,6 +518,10 @@ impl Session {
             .map_err(|e| pg_error("write records", &e))
     }
 }
+
+/// A row of a bulk load with the records its records refer to: oid, tid,
+/// record, and whether it was asked for.
+type AheadRow = (Oid, i64, Vec<u8>, bool);
 
 /// What the commit lock's round trip returns: the last tid, the oids
 /// changed since this client's last tid, and the current records of those

@@ -153,15 +153,18 @@ pub(crate) fn begin_commit(last_tid: i64, written: &[i64]) -> String {
 /// The bytes of lowercase or uppercase hex digits; `None` if any is not one.
 pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
     let digits = text.as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits
         .chunks(2)
-        .map(|pair| {
-            let hi = char::from(pair[0]).to_digit(16)?;
-            let lo = char::from(pair[1]).to_digit(16)?;
-            u8::try_from(hi * 16 + lo).ok()
+        .map(|pair| match pair {
+            [hi, lo] => {
+                let hi = char::from(*hi).to_digit(16)?;
+                let lo = char::from(*lo).to_digit(16)?;
+                u8::try_from(hi * 16 + lo).ok()
+            }
+            _ => None,
         })
         .collect()
 }
