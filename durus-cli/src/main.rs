@@ -116,8 +116,12 @@ struct CounterRunArgs {
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
     /// The database file (removed first).
+    #[arg(long, required_unless_present = "storage", conflicts_with = "storage")]
+    db: Option<PathBuf>,
+    /// The storage: a file, or a PostgreSQL database's postgresql:// URL
+    /// (its durus tables are dropped first).
     #[arg(long)]
-    db: PathBuf,
+    storage: Option<std::ffi::OsString>,
     /// merge (a `#[merge(sum)]` counter) or abort-retry (a plain counter).
     #[arg(long, value_enum, default_value_t = Variant::AbortRetry)]
     variant: Variant,
@@ -133,8 +137,12 @@ struct CounterRunArgs {
 #[derive(Args)]
 struct ItemArgs {
     /// The database file.
+    #[arg(long, required_unless_present = "storage", conflicts_with = "storage")]
+    db: Option<PathBuf>,
+    /// The storage: a file, or a PostgreSQL database's postgresql:// URL
+    /// (W1 drops its durus tables first). W1-W3 only.
     #[arg(long)]
-    db: PathBuf,
+    storage: Option<std::ffi::OsString>,
     /// The fsync policy of the file storage (embedded, or the server the
     /// run starts). never is Durus 4.3's behaviour, the like-for-like one.
     #[arg(long, value_enum, default_value = "never")]
@@ -515,7 +523,7 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
                 n: a.n,
                 batch: a.batch,
                 workload: "W1".into(),
-                common: item_common(a.common)?,
+                common: item_common(a.common, true)?,
             };
             return report(bench::w1::run(&opts)?);
         }
@@ -525,7 +533,7 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
                 n: a.n,
                 batch: a.batch,
                 workload: "W6build".into(),
-                common: item_common(a.common)?,
+                common: item_common(a.common, false)?,
             };
             return report(bench::w1::run(&opts)?);
         }
@@ -533,7 +541,7 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
             let opts = bench::w2::Options {
                 target: a.target,
                 n: a.n,
-                common: item_common(a.common)?,
+                common: item_common(a.common, true)?,
             };
             return report(bench::w2::run(&opts)?);
         }
@@ -542,7 +550,7 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
                 target: a.target,
                 n: a.n,
                 k: a.k,
-                common: item_common(a.common)?,
+                common: item_common(a.common, true)?,
             };
             return report(bench::w3::run(&opts)?);
         }
@@ -550,7 +558,7 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
             let opts = bench::w6::Options {
                 n: a.n,
                 variant: a.variant.name().into(),
-                common: item_common(a.common)?,
+                common: item_common(a.common, false)?,
             };
             return report(bench::w6::open(&opts)?);
         }
@@ -558,7 +566,7 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
             let opts = bench::w6::Options {
                 n: a.n,
                 variant: String::new(),
-                common: item_common(a.common)?,
+                common: item_common(a.common, false)?,
             };
             return report(bench::w6::pack(&opts)?);
         }
@@ -567,7 +575,7 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
                 src: a.src,
                 n: a.n,
                 batch: a.batch,
-                common: item_common(a.common)?,
+                common: item_common(a.common, false)?,
             };
             return report(bench::w7::run(&opts)?);
         }
@@ -594,18 +602,45 @@ fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn item_common(a: ItemArgs) -> durus_core::Result<bench::items::Common> {
+/// The file or the PostgreSQL URL of `--db FILE` or `--storage FILE|URL`.
+fn bench_storage(
+    db: Option<PathBuf>,
+    storage: Option<std::ffi::OsString>,
+) -> durus_core::Result<(PathBuf, Option<String>)> {
+    match (db, storage.as_deref().map(Target::storage)) {
+        (Some(db), None) => Ok((db, None)),
+        (None, Some(Target::File(path))) => Ok((path, None)),
+        (None, Some(Target::Postgres(url))) => Ok((PathBuf::new(), Some(url))),
+        _ => Err(bench::procs::bench_error(
+            "give the database as --db FILE or --storage FILE|postgresql://...",
+        )),
+    }
+}
+
+/// The common options of W1-W3 (`postgres_ok`) or W6/W7 (files only).
+fn item_common(a: ItemArgs, postgres_ok: bool) -> durus_core::Result<bench::items::Common> {
+    let (db, postgres) = bench_storage(a.db, a.storage)?;
+    if postgres.is_some() && !postgres_ok {
+        return Err(bench::procs::bench_error(
+            "this workload runs on a file only",
+        ));
+    }
     let fsync = a.fsync.into();
-    eprintln!(
-        "durus bench: fsync {} ({})",
-        bench::items::fsync_name(fsync),
-        match fsync {
-            FsyncPolicy::Never => "as Durus 4.3: the like-for-like comparison",
-            FsyncPolicy::Always => "every commit is on disk before it returns",
-        }
-    );
+    if postgres.is_some() {
+        eprintln!("durus bench: PostgreSQL (each commit durable when acknowledged)");
+    } else {
+        eprintln!(
+            "durus bench: fsync {} ({})",
+            bench::items::fsync_name(fsync),
+            match fsync {
+                FsyncPolicy::Never => "as Durus 4.3: the like-for-like comparison",
+                FsyncPolicy::Always => "every commit is on disk before it returns",
+            }
+        );
+    }
     Ok(bench::items::Common {
-        db: a.db,
+        db,
+        postgres,
         fsync,
         server: a.server,
         exe: std::env::current_exe().map_err(durus_core::Error::Io)?,
@@ -624,11 +659,13 @@ fn report(rec: bench::json::Record) -> durus_core::Result<ExitCode> {
 
 fn counter_run(mode: Mode, a: CounterRunArgs) -> durus_core::Result<ExitCode> {
     let exe = std::env::current_exe().map_err(durus_core::Error::Io)?;
+    let (db, postgres) = bench_storage(a.db, a.storage)?;
     let opts = RunOptions {
         target: a.target,
         clients: a.c,
         duration: a.duration,
-        db: a.db,
+        db,
+        postgres,
         variant: a.variant,
         fsync: a.fsync.into(),
         server: a.server,

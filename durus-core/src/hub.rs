@@ -216,9 +216,36 @@ impl Session {
         lock(&self.hub.shared.state).load_reply(self.id, oid)
     }
 
-    /// Loads several records, holding the state lock once.
+    /// Loads several records, holding the state lock once. Those not
+    /// invalid for this session are asked of the storage in one
+    /// `bulk_load` (one round trip on a remote storage); when that fails
+    /// as a whole (one of them missing or changed), each is loaded alone.
     pub(crate) fn bulk_load(&self, oids: &[Oid]) -> Result<Vec<LoadReply>> {
         let mut state = lock(&self.hub.shared.state);
+        let invalid: Vec<bool> = {
+            let session = state.session(self.id)?;
+            oids.iter().map(|o| session.invalid.contains(o)).collect()
+        };
+        let valid: Vec<Oid> = oids
+            .iter()
+            .zip(&invalid)
+            .filter(|(_, bad)| !**bad)
+            .map(|(oid, _)| *oid)
+            .collect();
+        if valid.len() > 1 {
+            if let Ok(records) = state.storage.bulk_load(&valid) {
+                if records.len() == valid.len() {
+                    let mut records = records.into_iter();
+                    return Ok(invalid
+                        .iter()
+                        .map(|bad| match (bad, records.next()) {
+                            (false, Some(record)) => LoadReply::Record(record),
+                            _ => LoadReply::Invalid,
+                        })
+                        .collect());
+                }
+            }
+        }
         oids.iter()
             .map(|oid| state.load_reply(self.id, *oid))
             .collect()

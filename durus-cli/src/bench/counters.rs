@@ -21,7 +21,7 @@ use super::procs::{self, bench_error, CpuSnapshot, ServerProcess};
 use crate::tools::FsyncPolicy;
 use durus_core::error::{Error, Result};
 use durus_core::storage::{ClientStorage, FileOptions, FileStorage};
-use durus_core::{Connection, Hub, Oid, PRef, Persistent};
+use durus_core::{Connection, Hub, Oid, PRef, Persistent, Storage};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -127,8 +127,13 @@ pub struct RunOptions {
     pub clients: usize,
     /// D: the timed region, in seconds.
     pub duration: f64,
-    /// The database file (removed first).
+    /// The database file (removed first; unused when `postgres` is given).
     pub db: PathBuf,
+    /// A PostgreSQL database, by its URL, to use instead of the file (its
+    /// durus tables dropped first). Embedded, each client thread has its
+    /// own `PgStorage` (own session); through a server, the run starts
+    /// `durus serve --storage URL`.
+    pub postgres: Option<String>,
     /// How concurrent commits are handled.
     pub variant: Variant,
     /// The file storage's fsync policy (embedded, or the server the run
@@ -392,10 +397,16 @@ pub fn run<M: CounterModel>(mode: Mode, opts: &RunOptions) -> Result<Record> {
         Target::Server => {
             let mut server = match &opts.server {
                 Some(address) => ServerProcess::external(address)?,
-                None => {
-                    procs::remove_db(&opts.db);
-                    ServerProcess::start(&opts.exe, &opts.db, opts.fsync)?
-                }
+                None => match &opts.postgres {
+                    Some(url) => {
+                        crate::tools::drop_postgres_schema(url)?;
+                        ServerProcess::start_postgres(&opts.exe, url)?
+                    }
+                    None => {
+                        procs::remove_db(&opts.db);
+                        ServerProcess::start(&opts.exe, &opts.db, opts.fsync)?
+                    }
+                },
             };
             let address = server.address().to_string();
             let outcome = run_on::<M>(mode, opts, &address);
@@ -419,15 +430,18 @@ pub fn run<M: CounterModel>(mode: Mode, opts: &RunOptions) -> Result<Record> {
             if opts.server.is_some() {
                 return Err(bench_error("--server is for --target srv"));
             }
-            procs::remove_db(&opts.db);
             let (results, verified, final_value) = run_in_process::<M>(mode, opts)?;
+            let kind = match opts.postgres {
+                Some(_) => procs::StorageKind::Postgres,
+                None => procs::StorageKind::File,
+            };
             (
                 results,
                 verified,
                 final_value,
                 None,
-                procs::StorageKind::File.name(),
-                crate::tools::fsync_name(opts.fsync),
+                kind.name(),
+                fsync_name(opts.fsync, kind),
             )
         }
     };
@@ -445,9 +459,10 @@ pub fn run<M: CounterModel>(mode: Mode, opts: &RunOptions) -> Result<Record> {
         .set("target", opts.target.name())
         .set(
             "clients",
-            match opts.target {
-                Target::Server => "processes (through the server)",
-                Target::Embedded => "threads (one process, one Hub)",
+            match (opts.target, &opts.postgres) {
+                (Target::Server, _) => "processes (through the server)",
+                (Target::Embedded, None) => "threads (one process, one Hub)",
+                (Target::Embedded, Some(_)) => "threads (one process, each its own PgStorage)",
             },
         )
         .set("c", opts.clients)
@@ -492,6 +507,7 @@ fn fsync_name(fsync: FsyncPolicy, storage: procs::StorageKind) -> &'static str {
     match (storage, fsync) {
         (procs::StorageKind::Memory, _) => "none (memory storage)",
         (procs::StorageKind::External, _) => "unknown (external server)",
+        (procs::StorageKind::Postgres, _) => "postgresql (durable commits)",
         (_, policy) => crate::tools::fsync_name(policy),
     }
 }
@@ -552,24 +568,49 @@ fn run_on<M: CounterModel>(mode: Mode, opts: &RunOptions, address: &str) -> Resu
     Ok((results, verified, final_value))
 }
 
-/// W4/W5 with C threads in this process, one connection each, sharing the
-/// file through one [`Hub`]; the counters are checked after the file is
-/// closed and opened again.
+/// W4/W5 with C threads in this process, one connection each: on the
+/// file, sharing it through one [`Hub`]; on PostgreSQL, each with its own
+/// `PgStorage`. The counters are checked on a new storage after the
+/// clients closed theirs (the file closed and opened again).
 fn run_in_process<M: CounterModel>(mode: Mode, opts: &RunOptions) -> Result<RunOutcome> {
+    if let Some(url) = &opts.postgres {
+        crate::tools::drop_postgres_schema(url)?;
+        let open = || super::items::open_postgres(url);
+        let results = run_threads::<M>(mode, opts, &open)?;
+        return check_counters::<M>(mode, opts, open()?, results);
+    }
+    procs::remove_db(&opts.db);
     let open = || FileStorage::open_with(&opts.db, FileOptions::new().fsync(opts.fsync));
     let hub = Hub::new(open()?);
-    setup_on::<M>(
-        &Connection::new(hub.storage()),
-        mode,
-        opts.variant,
-        opts.clients,
-    )?;
-    // T0: time for every thread to open its connection and load its counter.
+    let results = run_threads::<M>(mode, opts, &|| Ok(Box::new(hub.storage())))?;
+    hub.close()?;
+    drop(hub);
+    check_counters::<M>(mode, opts, Box::new(open()?), results)
+}
+
+/// Makes the counters, then runs C threads from a common start instant,
+/// each on a storage `client` gave it (all opened before the start).
+fn run_threads<M: CounterModel>(
+    mode: Mode,
+    opts: &RunOptions,
+    client: &dyn Fn() -> Result<Box<dyn Storage>>,
+) -> Result<Vec<WorkerOutcome>> {
+    {
+        let conn = Connection::new(client()?);
+        setup_on::<M>(&conn, mode, opts.variant, opts.clients)?;
+        conn.abort()?;
+        conn.with_storage(|s| s.close())?;
+    }
+    let storages = (0..opts.clients)
+        .map(|_| client())
+        .collect::<Result<Vec<_>>>()?;
+    // T0: time for every thread to make its connection and load its counter.
     let start_at = procs::wall_now() + 0.2 + 0.02 * opts.clients as f64;
-    let results = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..opts.clients)
-            .map(|idx| {
-                let hub = hub.clone();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = storages
+            .into_iter()
+            .enumerate()
+            .map(|(idx, storage)| {
                 let worker = WorkerOptions {
                     mode,
                     variant: opts.variant,
@@ -581,9 +622,10 @@ fn run_in_process<M: CounterModel>(mode: Mode, opts: &RunOptions) -> Result<RunO
                     count: None,
                 };
                 scope.spawn(move || {
-                    let conn =
-                        Connection::with_cache_size(Box::new(hub.storage()), WORKER_CACHE_SIZE);
-                    work_on::<M>(&conn, &worker)
+                    let conn = Connection::with_cache_size(storage, WORKER_CACHE_SIZE);
+                    let outcome = work_on::<M>(&conn, &worker);
+                    conn.with_storage(|s| s.close())?;
+                    outcome
                 })
             })
             .collect();
@@ -594,10 +636,18 @@ fn run_in_process<M: CounterModel>(mode: Mode, opts: &RunOptions) -> Result<RunO
                     .map_err(|_| bench_error("a worker thread panicked"))?
             })
             .collect::<Result<Vec<WorkerOutcome>>>()
-    })?;
-    hub.close()?;
-    drop(hub);
-    let conn = Connection::new(open()?);
+    })
+}
+
+/// Checks the counters on `storage`: each W4 counter equals its client's
+/// successes, the W5 counter their sum. Closes `storage`.
+fn check_counters<M: CounterModel>(
+    mode: Mode,
+    opts: &RunOptions,
+    storage: Box<dyn Storage>,
+    results: Vec<WorkerOutcome>,
+) -> Result<RunOutcome> {
+    let conn = Connection::new(storage);
     let (verified, final_value) = match mode {
         Mode::W4 => {
             let mut all = true;

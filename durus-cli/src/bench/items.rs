@@ -91,8 +91,12 @@ impl Target {
 /// What every item workload is given besides its own parameters.
 #[derive(Debug, Clone)]
 pub struct Common {
-    /// The database file.
+    /// The database file (unused when `postgres` is given).
     pub db: PathBuf,
+    /// A PostgreSQL database, by its URL, to use instead of the file
+    /// (embedded: a `PgStorage` in this process; `srv`: a `durus serve
+    /// --storage URL` child).
+    pub postgres: Option<String>,
     /// The fsync policy of the file storage (embedded, or the server the
     /// run starts).
     pub fsync: FsyncPolicy,
@@ -104,11 +108,13 @@ pub struct Common {
 
 pub use crate::tools::fsync_name;
 
-/// The run's server: the one given, or a child serving `common.db`.
+/// The run's server: the one given, or a child serving `common.db` (or
+/// the PostgreSQL database of `common.postgres`).
 pub fn start_server(common: &Common) -> Result<ServerProcess> {
-    match &common.server {
-        Some(address) => ServerProcess::external(address),
-        None => {
+    match (&common.server, &common.postgres) {
+        (Some(address), _) => ServerProcess::external(address),
+        (None, Some(url)) => ServerProcess::start_postgres(&common.exe, url),
+        (None, None) => {
             let server = ServerProcess::start(&common.exe, &common.db, common.fsync)?;
             if server.storage() != procs::StorageKind::File {
                 let mut server = server;
@@ -132,7 +138,50 @@ pub fn open_storage(
             Ok(Box::new(ClientStorage::connect_to(server.address())?))
         }
         (Target::Server, None) => Err(bench_error("a server run without a server")),
-        (Target::Embedded, _) => Ok(Box::new(open_file(&common.db, common.fsync)?)),
+        (Target::Embedded, _) => match &common.postgres {
+            Some(url) => open_postgres(url),
+            None => Ok(Box::new(open_file(&common.db, common.fsync)?)),
+        },
+    }
+}
+
+/// A new `PgStorage` on the database at `url` (an error saying how to
+/// build with PostgreSQL support when this build has none).
+pub fn open_postgres(url: &str) -> Result<Box<dyn Storage>> {
+    crate::tools::open_storage(
+        &crate::tools::Target::Postgres(url.to_string()),
+        FsyncPolicy::Never,
+    )
+}
+
+/// Makes the run's database empty: removes the file, or drops the durus
+/// tables of the PostgreSQL database (its next storage makes them again).
+pub fn fresh_database(common: &Common) -> Result<()> {
+    match &common.postgres {
+        Some(url) => crate::tools::drop_postgres_schema(url),
+        None => {
+            procs::remove_db(&common.db);
+            Ok(())
+        }
+    }
+}
+
+/// A record with the fields every item workload's line has, for a run on
+/// `common`'s database (`fsync` says what applies to PostgreSQL there).
+pub fn run_record(workload: &str, common: &Common, cpu: &CpuSnapshot) -> Record {
+    let mut rec = record(workload, Some(common.fsync), cpu);
+    rec.set("storage", storage_name(common));
+    if common.postgres.is_some() {
+        rec.set("fsync", "postgresql (durable commits)");
+    }
+    rec
+}
+
+/// What the run's database is kept in, for result lines.
+pub fn storage_name(common: &Common) -> &'static str {
+    match common.postgres {
+        Some(_) => procs::StorageKind::Postgres.name(),
+        None => procs::StorageKind::File.name(),
     }
 }
 

@@ -50,6 +50,8 @@ pub enum StorageKind {
     File,
     /// A memory storage: this build cannot serve a file yet.
     Memory,
+    /// A PostgreSQL database (`durus serve --storage postgresql://...`).
+    Postgres,
     /// A server the run did not start; unknown.
     External,
 }
@@ -60,6 +62,7 @@ impl StorageKind {
         match self {
             StorageKind::File => "file",
             StorageKind::Memory => "memory",
+            StorageKind::Postgres => "postgresql",
             StorageKind::External => "external",
         }
     }
@@ -98,6 +101,15 @@ impl ServerProcess {
             }
             Err((message, false)) => Err(bench_error(message)),
         }
+    }
+
+    /// Starts `exe serve --storage URL` on 127.0.0.1, port 0: a server of
+    /// the PostgreSQL database at `url`.
+    pub fn start_postgres(exe: &Path, url: &str) -> Result<ServerProcess> {
+        let mut server =
+            ServerProcess::spawn(exe, &["--storage", url]).map_err(|(m, _)| bench_error(m))?;
+        server.storage = StorageKind::Postgres;
+        Ok(server)
     }
 
     /// A server started elsewhere, at `address`.

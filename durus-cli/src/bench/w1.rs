@@ -35,10 +35,11 @@ pub fn run(opts: &Options) -> Result<Record> {
     items::check_count("n", opts.n, MAX_OPS)?;
     items::check_count("batch", opts.batch, MAX_OPS)?;
     let cpu = CpuSnapshot::take();
-    // Untimed: the old file goes, the strings are computed, the server
-    // starts, the empty database gets its parent and container.
+    // Untimed: the old file (or the PostgreSQL database's durus tables)
+    // goes, the strings are computed, the server starts, the empty
+    // database gets its parent and container.
     if opts.common.server.is_none() {
-        procs::remove_db(&opts.common.db);
+        items::fresh_database(&opts.common)?;
     }
     let mut strings: Vec<String> = (0..opts.n).map(data::item_string).collect();
     let mut server = match opts.target {
@@ -52,14 +53,18 @@ pub fn run(opts: &Options) -> Result<Record> {
         s.vmhwm_kb()
     });
     let (seconds, commits) = outcome?;
-    let mut rec = items::record(&opts.workload, Some(opts.common.fsync), &cpu);
+    let mut rec = items::run_record(&opts.workload, &opts.common, &cpu);
+    let file_size = match opts.common.postgres {
+        Some(_) => None,
+        None => items::file_size(&opts.common.db),
+    };
     rec.set("target", opts.target.name())
         .set("n", opts.n)
         .set("batch", opts.batch)
         .set("commits", commits)
         .set("seconds", seconds)
         .set("objs_per_s", opts.n as f64 / seconds)
-        .set("file_size", items::file_size(&opts.common.db))
+        .set("file_size", file_size)
         .set("server_rss_kb", server_rss_kb)
         .set("client_rss_kb", items::self_peak_rss_kb());
     Ok(rec)

@@ -50,7 +50,7 @@ pub fn run(opts: &Options) -> Result<Record> {
     let verified = w.count == n
         && w.bad == 0
         && u128::from(w.total) == u128::from(n) * u128::from(n.saturating_sub(1)) / 2;
-    let mut rec = items::record("W2", Some(opts.common.fsync), &cpu);
+    let mut rec = items::run_record("W2", &opts.common, &cpu);
     rec.set("target", opts.target.name())
         .set("n", n)
         .set("count", w.count)

@@ -10,7 +10,9 @@ mod postgres;
 pub use convert::convert;
 pub use inspect::{census, referrers, show, traverse, ClassCount};
 pub use json::record_json;
-pub use postgres::{is_postgres_url, verify_postgres, POSTGRES_MISSING};
+pub use postgres::{
+    drop_schema as drop_postgres_schema, is_postgres_url, verify_postgres, POSTGRES_MISSING,
+};
 
 use durus_core::error::{Error, Result};
 use durus_core::hub::Hub;

@@ -50,6 +50,19 @@ pub(super) fn open(_url: &str) -> Result<Box<dyn Storage>> {
     Err(missing())
 }
 
+/// Drops the durus tables of the database at `url`: its next storage
+/// starts empty (a benchmark's fresh database).
+#[cfg(feature = "postgres")]
+pub fn drop_schema(url: &str) -> Result<()> {
+    PgStorage::drop_schema(url)
+}
+
+/// Drops the durus tables of the database at `url`.
+#[cfg(not(feature = "postgres"))]
+pub fn drop_schema(_url: &str) -> Result<()> {
+    Err(missing())
+}
+
 /// Every row of a PostgreSQL database, page by page in oid order.
 #[cfg(feature = "postgres")]
 pub(super) struct PgSource {

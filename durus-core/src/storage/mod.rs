@@ -214,9 +214,11 @@ pub(crate) fn check_references(
     mut stored: impl FnMut(Oid) -> Result<bool>,
 ) -> Result<()> {
     let written: HashSet<Oid> = records.iter().map(|(oid, _)| *oid).collect();
+    // Each oid is asked once (a remote storage answers in a round trip).
+    let mut asked: HashSet<Oid> = HashSet::new();
     for (_, rec) in records {
         for r in record::unpack(rec)?.ref_oids() {
-            if !written.contains(&r) && !stored(r)? {
+            if !written.contains(&r) && asked.insert(r) && !stored(r)? {
                 return Err(crate::Error::write_conflict(vec![r]));
             }
         }

@@ -48,6 +48,12 @@ impl ClientTransaction {
         self.pending.clear();
     }
 
+    /// The oids of the records waiting for `end`.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn pending_oids(&self) -> impl Iterator<Item = Oid> + '_ {
+        self.pending.iter().map(|(oid, _)| *oid)
+    }
+
     /// The records to send; the oids they use are spent.
     pub(crate) fn take_records(&mut self) -> Vec<(Oid, Vec<u8>)> {
         self.transaction_oids.clear();

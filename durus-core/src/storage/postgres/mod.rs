@@ -23,7 +23,7 @@ use crate::error::{Error, Result, StorageError};
 use crate::oid::Oid;
 use crate::record;
 use ::postgres::{Client, NoTls, SimpleQueryMessage, Statement};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// The most blocks of `sql::OID_BLOCK` oids one `new_oid` round trip
@@ -34,6 +34,17 @@ const MAX_OID_BLOCKS: u64 = 32;
 /// How many referenced records a load brings along (as over a socket: a
 /// round trip costs far more than a record).
 const PREFETCH: usize = 64;
+
+/// The most records fetched ahead (see `PgStorage::ahead`) one bulk load
+/// brings, and the most kept.
+const MAX_AHEAD_PER_LOAD: usize = 4096;
+const MAX_AHEAD: usize = 20_000;
+
+/// The most records a commit may write for the lock's round trip to
+/// bring the current records of those changed since the client's last
+/// tid (what a resolution round asks for); a larger commit asks for them
+/// in a round trip of their own when it needs them.
+const MAX_CURRENT_AT_LOCK: usize = 1000;
 
 /// The most oids one bulk load asks for in one statement.
 const MAX_BULK: usize = 10_000;
@@ -80,6 +91,18 @@ pub struct PgStorage {
     oids_used: u64,
     /// Where it connected, for messages (no password).
     target: String,
+    /// Records fetched ahead: those the records of a bulk load refer to,
+    /// brought in the same statement, each with the tid that wrote it.
+    /// One is handed out once (a load or bulk load of its oid), as if
+    /// loaded then; an oid invalidated by a sync or a commit, or written
+    /// by this client, is dropped. Like the records a connection fetches
+    /// ahead, a record here is the one current at this client's last sync
+    /// or later: a conflicting change made since is seen at the commit.
+    ahead: HashMap<Oid, (i64, Vec<u8>)>,
+    /// Oids this client's `new_oid` handed out that no commit of it has
+    /// tried to write yet: no row can hold them (the sequence hands each
+    /// out once), so their first write is a plain insert.
+    fresh: HashSet<Oid>,
 }
 
 /// The PostgreSQL session and its prepared statements.
@@ -87,6 +110,7 @@ struct Session {
     client: Client,
     load: Statement,
     bulk_load: Statement,
+    bulk_load_with_refs: Statement,
     new_oids: Statement,
     sync: Statement,
     write: Statement,
@@ -98,21 +122,7 @@ impl PgStorage {
     /// database has none. No TLS: use a local socket, a loopback or private
     /// network, or a TLS-terminating proxy.
     pub fn connect(url: &str) -> Result<PgStorage> {
-        let mut config: ::postgres::Config = url.parse().map_err(|e: ::postgres::Error| {
-            other(format!(
-                "bad PostgreSQL URL {:?}: {e}",
-                crate::internals::redact_url(url)
-            ))
-        })?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        config.keepalives(true);
-        config.application_name("durus");
-        let target = describe(&config);
-        let mut client = config
-            .connect(NoTls)
-            .map_err(|e| pg_error(&format!("connect to {target}"), &e))?;
+        let (mut client, target) = connect_client(url)?;
         ensure_schema(&mut client)?;
         let session = Session::prepare(client).map_err(|e| pg_error("prepare statements", &e))?;
         let mut storage = PgStorage {
@@ -121,6 +131,8 @@ impl PgStorage {
             transaction: ClientTransaction::default(),
             oids_used: 0,
             target,
+            ahead: HashMap::new(),
+            fresh: HashSet::new(),
         };
         let session = storage.session()?;
         let row = session
@@ -129,6 +141,19 @@ impl PgStorage {
             .map_err(|e| pg_error("read the last tid", &e))?;
         storage.last_tid = row.get(0);
         Ok(storage)
+    }
+
+    /// Drops the durus tables and the oid sequence of the database at
+    /// `url` (whatever version made them), so that the next `connect`
+    /// starts an empty database. Every record is lost: for benchmarks and
+    /// tests, not for applications.
+    #[doc(hidden)]
+    pub fn drop_schema(url: &str) -> Result<()> {
+        let (mut client, target) = connect_client(url)?;
+        client
+            .batch_execute(sql::DROP_SCHEMA)
+            .map_err(|e| pg_error(&format!("drop the durus tables of {target}"), &e))?;
+        client.close().map_err(|e| pg_error("close", &e))
     }
 
     /// Where this storage is connected (`host:port/dbname`).
@@ -214,8 +239,18 @@ impl PgStorage {
         handler: &mut dyn CommitHandler,
     ) -> Result<()> {
         let last_tid = self.last_tid;
-        let locked = self.session().and_then(|s| s.begin_commit(last_tid));
-        let (tid, invalidations) = match locked {
+        let written: Vec<i64> = if transaction.pending_oids().count() <= MAX_CURRENT_AT_LOCK {
+            transaction
+                .pending_oids()
+                .filter_map(|o| i64::try_from(o.0).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let locked = self
+            .session()
+            .and_then(|s| s.begin_commit(last_tid, &written));
+        let (tid, invalidations, mut current) = match locked {
             Ok(x) => x,
             Err(e) => {
                 transaction.abandon();
@@ -223,9 +258,19 @@ impl PgStorage {
                 return Err(e);
             }
         };
+        for oid in &invalidations {
+            self.ahead.remove(oid);
+        }
         // The invalidations are not taken from anywhere: until this commit
         // succeeds, `last_tid` stays and the next sync reports them again.
         let resolved = transaction.resolve(handler, &invalidations, |asked| {
+            // Usually the lock's round trip brought them already.
+            if asked.iter().all(|oid| current.contains_key(oid)) {
+                return Ok(asked
+                    .iter()
+                    .filter_map(|oid| current.remove(oid).map(|record| (*oid, record)))
+                    .collect());
+            }
             let session = self.session()?;
             let current = session
                 .bulk_load(asked)
@@ -240,6 +285,9 @@ impl PgStorage {
             return Err(e);
         }
         let records = transaction.take_records();
+        for (oid, _) in &records {
+            self.ahead.remove(oid);
+        }
         if records.is_empty() {
             // Nothing to write: the tid stays, and so does the database.
             self.rollback_quietly();
@@ -249,9 +297,15 @@ impl PgStorage {
         let new_tid = tid
             .checked_add(1)
             .ok_or_else(|| other("out of tids".into()))?;
+        // Once tried, an oid is written with the upsert: after an unknown
+        // outcome its row may be there.
+        let new: Vec<bool> = records
+            .iter()
+            .map(|(oid, _)| self.fresh.remove(oid))
+            .collect();
         let written = self
             .session()
-            .and_then(|s| s.write_and_commit(new_tid, records));
+            .and_then(|s| s.write_and_commit(new_tid, records, &new));
         match written {
             Ok(()) => {
                 self.last_tid = new_tid;
@@ -305,6 +359,7 @@ impl Session {
         Ok(Session {
             load: client.prepare(sql::LOAD)?,
             bulk_load: client.prepare(sql::BULK_LOAD)?,
+            bulk_load_with_refs: client.prepare(sql::BULK_LOAD_WITH_REFS)?,
             new_oids: client.prepare(sql::NEW_OIDS)?,
             sync: client.prepare(sql::SYNC)?,
             write: client.prepare(sql::WRITE)?,
@@ -329,12 +384,44 @@ impl Session {
         Ok(out)
     }
 
+    /// `(oid, tid, record, asked)` of those of `oids` that have a record
+    /// (`asked`), and of up to `more` records they refer to that are not
+    /// among `oids` (one statement per `MAX_BULK` oids).
+    fn bulk_load_with_refs(
+        &mut self,
+        oids: &[Oid],
+        more: usize,
+    ) -> Result<Vec<AheadRow>, ::postgres::Error> {
+        let mut out = Vec::with_capacity(oids.len());
+        let mut more = more;
+        for chunk in oids.chunks(MAX_BULK) {
+            let keys: Vec<i64> = chunk
+                .iter()
+                .filter_map(|o| i64::try_from(o.0).ok())
+                .collect();
+            let limit = i64::try_from(more).unwrap_or(i64::MAX);
+            for row in self
+                .client
+                .query(&self.bulk_load_with_refs, &[&keys, &limit])?
+            {
+                let oid: i64 = row.get(0);
+                let asked: bool = row.get(3);
+                if !asked {
+                    more = more.saturating_sub(1);
+                }
+                out.push((Oid(oid as u64), row.get(1), row.get(2), asked));
+            }
+        }
+        Ok(out)
+    }
+
     /// Opens the commit's SQL transaction and takes the commit lock: the
-    /// last tid and the oids changed since `last_tid`.
-    fn begin_commit(&mut self, last_tid: i64) -> Result<(i64, Vec<Oid>)> {
+    /// last tid, the oids changed since `last_tid`, and the current
+    /// records of those among `written`.
+    fn begin_commit(&mut self, last_tid: i64, written: &[i64]) -> Result<Locked> {
         let messages = self
             .client
-            .simple_query(&sql::begin_commit(last_tid))
+            .simple_query(&sql::begin_commit(last_tid, written))
             .map_err(|e| pg_error("commit", &e))?;
         let rows = statement_rows(&messages);
         // Statements: BEGIN, SET, the lock, the invalidations.
@@ -348,7 +435,22 @@ impl Session {
             .unwrap_or_default();
         oids.sort_unstable();
         oids.dedup();
-        Ok((tid, oids))
+        let mut current = HashMap::new();
+        let mut statement = 0;
+        for m in &messages {
+            match m {
+                SimpleQueryMessage::CommandComplete(_) => statement += 1,
+                SimpleQueryMessage::Row(row) if statement == 3 => {
+                    let oid = row.get(0).and_then(|v| v.parse::<u64>().ok());
+                    let record = row.get(1).and_then(sql::from_hex);
+                    if let (Some(oid), Some(record)) = (oid, record) {
+                        current.insert(Oid(oid), record);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok((tid, oids, current))
     }
 
     /// Writes `records` at `tid` and commits. An error that is not
@@ -358,8 +460,13 @@ impl Session {
     /// A small commit is one round trip (the records as literals, then
     /// COMMIT and the WAL flush); a large one binds them as parameters, in
     /// statements of at most `MAX_WRITE_BYTES`, then commits.
-    fn write_and_commit(&mut self, tid: i64, records: Vec<(Oid, Vec<u8>)>) -> Result<()> {
-        let batches = write_batches(records)?;
+    fn write_and_commit(
+        &mut self,
+        tid: i64,
+        records: Vec<(Oid, Vec<u8>)>,
+        new: &[bool],
+    ) -> Result<()> {
+        let batches = write_batches(records, new)?;
         if let [batch] = batches.as_slice() {
             if batch.bytes <= MAX_INLINE_BYTES {
                 let text = sql::write_and_commit(tid, batch);
@@ -404,6 +511,7 @@ impl Session {
                     &batch.refs,
                     &batch.lo,
                     &batch.hi,
+                    &batch.new,
                 ],
             )
             .map(|_| ())
@@ -411,9 +519,19 @@ impl Session {
     }
 }
 
+/// A row of a bulk load with the records its records refer to: oid, tid,
+/// record, and whether it was asked for.
+type AheadRow = (Oid, i64, Vec<u8>, bool);
+
+/// What the commit lock's round trip returns: the last tid, the oids
+/// changed since this client's last tid, and the current records of those
+/// this commit writes.
+type Locked = (i64, Vec<Oid>, HashMap<Oid, Vec<u8>>);
+
 /// The records to write, in batches of at most `MAX_WRITE_BYTES`; the
-/// last record of an oid wins, as in a Durus transaction.
-fn write_batches(records: Vec<(Oid, Vec<u8>)>) -> Result<Vec<WriteBatch>> {
+/// last record of an oid wins, as in a Durus transaction. `new[i]`: the
+/// oid of record `i` has no row yet.
+fn write_batches(records: Vec<(Oid, Vec<u8>)>, new: &[bool]) -> Result<Vec<WriteBatch>> {
     let mut last: HashMap<Oid, usize> = HashMap::with_capacity(records.len());
     for (i, (oid, _)) in records.iter().enumerate() {
         last.insert(*oid, i);
@@ -429,6 +547,7 @@ fn write_batches(records: Vec<(Oid, Vec<u8>)>) -> Result<Vec<WriteBatch>> {
         }
         if let Some(batch) = out.last_mut() {
             batch.push(oid, rec)?;
+            batch.new.push(new.get(i).copied().unwrap_or(false));
         }
     }
     Ok(out)
@@ -442,6 +561,8 @@ struct WriteBatch {
     refs: Vec<i64>,
     lo: Vec<i32>,
     hi: Vec<i32>,
+    /// Whether each oid has no row yet (a plain insert).
+    new: Vec<bool>,
     bytes: usize,
 }
 
@@ -504,6 +625,27 @@ fn statement_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<i64>> {
         }
     }
     out
+}
+
+/// A PostgreSQL session to the database at `url`, and where it is
+/// (`host:port/dbname`, for messages).
+fn connect_client(url: &str) -> Result<(Client, String)> {
+    let mut config: ::postgres::Config = url.parse().map_err(|e: ::postgres::Error| {
+        other(format!(
+            "bad PostgreSQL URL {:?}: {e}",
+            crate::internals::redact_url(url)
+        ))
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    config.keepalives(true);
+    config.application_name("durus");
+    let target = describe(&config);
+    let client = config
+        .connect(NoTls)
+        .map_err(|e| pg_error(&format!("connect to {target}"), &e))?;
+    Ok((client, target))
 }
 
 /// Makes the schema unless it is there; checks its version.
@@ -621,6 +763,9 @@ fn load_result(oid: Oid, last_tid: i64, found: Option<(i64, Vec<u8>)>) -> Result
 impl Storage for PgStorage {
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
         let last_tid = self.last_tid;
+        if let Some(found) = self.ahead.remove(&oid) {
+            return load_result(oid, last_tid, Some(found));
+        }
         let Ok(key) = i64::try_from(oid.0) else {
             return Err(Error::NotFound(oid));
         };
@@ -634,13 +779,33 @@ impl Storage for PgStorage {
 
     fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
         let last_tid = self.last_tid;
-        let session = self.session()?;
-        let mut found: HashMap<Oid, (i64, Vec<u8>)> = session
-            .bulk_load(oids)
-            .map_err(|e| pg_error("load records", &e))?
-            .into_iter()
-            .map(|(oid, tid, record)| (oid, (tid, record)))
-            .collect();
+        let mut found: HashMap<Oid, (i64, Vec<u8>)> = HashMap::with_capacity(oids.len());
+        let mut missing = Vec::with_capacity(oids.len());
+        for oid in oids {
+            match self.ahead.remove(oid) {
+                Some(record) => {
+                    found.insert(*oid, record);
+                }
+                None => missing.push(*oid),
+            }
+        }
+        if !missing.is_empty() {
+            if self.ahead.len() >= MAX_AHEAD {
+                self.ahead.clear();
+            }
+            let more = MAX_AHEAD_PER_LOAD.min(MAX_AHEAD - self.ahead.len());
+            let session = self.session()?;
+            let rows = session
+                .bulk_load_with_refs(&missing, more)
+                .map_err(|e| pg_error("load records", &e))?;
+            for (oid, tid, record, asked) in rows {
+                if asked {
+                    found.insert(oid, (tid, record));
+                } else {
+                    self.ahead.insert(oid, (tid, record));
+                }
+            }
+        }
         oids.iter()
             .map(|oid| load_result(*oid, last_tid, found.remove(oid)))
             .collect()
@@ -669,6 +834,9 @@ impl Storage for PgStorage {
         });
         self.transaction = transaction;
         self.oids_used += 1;
+        if let Ok(oid) = oid {
+            self.fresh.insert(oid);
+        }
         oid
     }
 
@@ -698,9 +866,18 @@ impl Storage for PgStorage {
             .query_one(&session.sync, &[&last_tid])
             .map_err(|e| pg_error("sync", &e))?;
         let tid: i64 = row.get(0);
-        let oids: Vec<i64> = row.get(1);
+        let oids: Vec<Oid> = row
+            .get::<_, Vec<i64>>(1)
+            .into_iter()
+            .map(|o| Oid(o as u64))
+            .collect();
         self.last_tid = tid;
-        Ok(oids.into_iter().map(|o| Oid(o as u64)).collect())
+        if !self.ahead.is_empty() {
+            for oid in &oids {
+                self.ahead.remove(oid);
+            }
+        }
+        Ok(oids)
     }
 
     fn pack(&mut self) -> Result<()> {
@@ -775,6 +952,17 @@ mod tests {
         assert!(text.contains("'{}'::bigint[])"), "{text}");
         let wrong = record::pack(Oid(5), b"c", &[]).unwrap();
         assert!(b.push(Oid(6), wrong).is_err());
+    }
+
+    #[test]
+    fn lock_query_asks_for_the_written_records() {
+        let q = sql::begin_commit(5, &[1, 2]);
+        assert!(q.contains("oid = ANY('{1,2}'::bigint[])"), "{q}");
+        assert!(q.contains("WHERE tid > 5"), "{q}");
+        assert!(sql::begin_commit(5, &[]).contains("ANY('{}'::bigint[])"));
+        assert_eq!(sql::from_hex("00ff1A"), Some(vec![0, 255, 26]));
+        assert_eq!(sql::from_hex("0g"), None);
+        assert_eq!(sql::from_hex("abc"), None);
     }
 
     #[test]
