@@ -881,6 +881,8 @@ impl Storage for PgStorage {
     }
 
     fn pack(&mut self) -> Result<()> {
+        // A record fetched ahead may be one the pack removes.
+        self.ahead.clear();
         let out = self.pack_locked();
         if out.is_err() {
             self.rollback_quietly();
