@@ -543,3 +543,69 @@ fn large_commits_and_refused_writes_are_whole() -> Result<()> {
     assert_eq!(hits(&url).0, 7);
     Ok(())
 }
+
+/// A commit handler that takes every invalidation and merges nothing: the
+/// storage's own checks are what is tested.
+struct AcceptAll;
+
+impl durus_core::storage::CommitHandler for AcceptAll {
+    fn invalidated(&mut self, _: &[Oid]) -> Result<Vec<Oid>> {
+        Ok(Vec::new())
+    }
+    fn resolve(&mut self, _: Vec<(Oid, Vec<u8>)>) -> Result<Vec<(Oid, Vec<u8>)>> {
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn an_oid_handed_out_to_one_client_and_written_by_another_is_an_update() -> Result<()> {
+    // Client A is handed oid 0 (as `root()` is), client B makes the root
+    // first; A's large write of oid 0 must update B's row, not fail as a
+    // duplicate insert.
+    let Some(cluster) = pg::cluster() else {
+        return Ok(());
+    };
+    let url = cluster.new_database("fresh_written_by_another");
+    let mut a = PgStorage::connect(&url)?;
+    let mut b = PgStorage::connect(&url)?;
+    a.begin();
+    assert_eq!(a.new_oid()?, Oid(0));
+    b.begin();
+    let rec = |data: &[u8]| durus_core::internals::record::pack(Oid(0), data, &[]).expect("record");
+    b.store(Oid(0), rec(b"made by b"))?;
+    b.end(&mut NoConflicts)?.wait()?;
+    a.begin();
+    let large = vec![7u8; 40_000];
+    a.store(Oid(0), rec(&large))?;
+    a.end(&mut AcceptAll)?.wait()?;
+    b.sync()?;
+    let stored = b.load(Oid(0))?;
+    assert_eq!(
+        durus_core::internals::record::unpack(&stored)
+            .map(|r| r.data.len())
+            .ok(),
+        Some(large.len())
+    );
+    Ok(())
+}
+
+#[test]
+fn loads_after_close_fail_even_for_records_fetched_ahead() -> Result<()> {
+    let Some(cluster) = pg::cluster() else {
+        return Ok(());
+    };
+    let url = setup(&cluster, "ahead_after_close");
+    let mut storage = PgStorage::connect(&url)?;
+    let root = storage.load(Oid::ROOT)?;
+    let refs: Vec<Oid> = durus_core::internals::record::unpack(&root)
+        .map(|r| r.ref_oids().collect())
+        .unwrap_or_default();
+    assert!(!refs.is_empty(), "the root refers to its counters");
+    // Brings the root again and, ahead, the records it refers to.
+    storage.bulk_load(&[Oid::ROOT])?;
+    storage.close()?;
+    for oid in refs {
+        assert!(storage.load(oid).is_err(), "oid {oid} loaded after close");
+    }
+    Ok(())
+}

@@ -46,6 +46,9 @@ const MAX_AHEAD: usize = 20_000;
 /// in a round trip of their own when it needs them.
 const MAX_CURRENT_AT_LOCK: usize = 1000;
 
+/// The most oids `PgStorage::fresh` remembers.
+const MAX_FRESH: usize = 100_000;
+
 /// The most oids one bulk load asks for in one statement.
 const MAX_BULK: usize = 10_000;
 
@@ -260,6 +263,8 @@ impl PgStorage {
         };
         for oid in &invalidations {
             self.ahead.remove(oid);
+            // Another client wrote it (a root it made, say): it has a row.
+            self.fresh.remove(oid);
         }
         // The invalidations are not taken from anywhere: until this commit
         // succeeds, `last_tid` stays and the next sync reports them again.
@@ -835,6 +840,12 @@ impl Storage for PgStorage {
         self.transaction = transaction;
         self.oids_used += 1;
         if let Ok(oid) = oid {
+            if self.fresh.len() >= MAX_FRESH {
+                // Oids handed out and never written (sessions that went
+                // away): forgetting them only costs their first write the
+                // upsert.
+                self.fresh.clear();
+            }
             self.fresh.insert(oid);
         }
         oid
@@ -872,6 +883,9 @@ impl Storage for PgStorage {
             .map(|o| Oid(o as u64))
             .collect();
         self.last_tid = tid;
+        for oid in &oids {
+            self.fresh.remove(oid);
+        }
         if !self.ahead.is_empty() {
             for oid in &oids {
                 self.ahead.remove(oid);
@@ -891,6 +905,9 @@ impl Storage for PgStorage {
     }
 
     fn close(&mut self) -> Result<()> {
+        // Loads after a close fail, even of records fetched ahead.
+        self.ahead.clear();
+        self.fresh.clear();
         if let Some(session) = self.session.take() {
             session.client.close().map_err(|e| pg_error("close", &e))?;
         }
