@@ -28,6 +28,10 @@ struct Walk {
     bad: u64,
     loads: u64,
     requests: u64,
+    /// The process's anonymous memory (heap) once every object is loaded,
+    /// KiB: unlike the peak RSS, without the file's pages that loads read
+    /// through the memory map.
+    anon_kb: Option<u64>,
 }
 
 /// Runs W2 and returns its result record (`verified` says whether the
@@ -61,7 +65,8 @@ pub fn run(opts: &Options) -> Result<Record> {
         .set("storage_loads", w.loads)
         .set("load_requests", w.requests)
         .set("server_rss_kb", server_rss_kb)
-        .set("client_rss_kb", items::self_peak_rss_kb());
+        .set("client_rss_kb", items::self_peak_rss_kb())
+        .set("client_rss_anon_kb", w.anon_kb);
     Ok(rec)
 }
 
@@ -95,6 +100,7 @@ fn walk(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<Walk> {
         }
     }
     let seconds = t0.elapsed().as_secs_f64();
+    let anon_kb = procs::proc_status_kb(std::process::id(), "RssAnon");
     let loads = conn.loads_from_storage() - loads_before;
     let requests = counter.loads().requests - requests_before;
     if parent.read()?.name != items::PARENT_NAME {
@@ -110,5 +116,6 @@ fn walk(opts: &Options, server: Option<&procs::ServerProcess>) -> Result<Walk> {
         bad,
         loads,
         requests,
+        anon_kb,
     })
 }
