@@ -609,3 +609,16 @@ fn loads_after_close_fail_even_for_records_fetched_ahead() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_bulk_load_that_asks_for_an_oid_twice_gets_it_twice() -> Result<()> {
+    let Some(cluster) = pg::cluster() else {
+        return Ok(());
+    };
+    let url = setup(&cluster, "bulk_load_twice");
+    let mut storage = PgStorage::connect(&url)?;
+    let root = storage.load(Oid::ROOT)?;
+    let records = storage.bulk_load(&[Oid::ROOT, Oid::ROOT])?;
+    assert_eq!(records, vec![root.clone(), root]);
+    Ok(())
+}

@@ -811,9 +811,19 @@ impl Storage for PgStorage {
                 }
             }
         }
-        oids.iter()
-            .map(|oid| load_result(*oid, last_tid, found.remove(oid)))
-            .collect()
+        // An oid asked for twice gets its record twice.
+        let mut out: Vec<Vec<u8>> = Vec::with_capacity(oids.len());
+        let mut given: HashMap<Oid, usize> = HashMap::with_capacity(oids.len());
+        for oid in oids {
+            let again = given.get(oid).and_then(|at| out.get(*at)).cloned();
+            let record = match again {
+                Some(record) => record,
+                None => load_result(*oid, last_tid, found.remove(oid))?,
+            };
+            given.insert(*oid, out.len());
+            out.push(record);
+        }
+        Ok(out)
     }
 
     fn prefetch_hint(&self) -> usize {
