@@ -67,24 +67,24 @@ thread_local! {
 /// The most an idle encode buffer keeps (a larger state's buffer is freed).
 const ENCODE_BUFFER_KEEP: usize = 64 * 1024;
 
-/// Runs `f` with this thread's empty encode buffer (a new one when an encode
-/// is already using it further up the stack).
+/// Runs `f` with this thread's encode buffer, emptied (taken out of the
+/// thread-local while `f` runs, so that a nested encode gets a new one).
 fn with_encode_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    let mut f = Some(f);
-    let reused = ENCODE_BUFFER.try_with(|cell| {
-        let mut buf = cell.try_borrow_mut().ok()?;
-        buf.clear();
-        let out = (f.take()?)(&mut buf);
-        if buf.capacity() > ENCODE_BUFFER_KEEP {
-            *buf = Vec::new();
-        }
-        Some(out)
-    });
-    match (reused, f) {
-        (Ok(Some(out)), _) => out,
-        (_, Some(f)) => f(&mut Vec::new()),
-        (_, None) => unreachable!("the closure ran"),
+    let mut buf = ENCODE_BUFFER
+        .try_with(|cell| cell.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
+        .ok()
+        .and_then(|taken| taken.ok())
+        .unwrap_or_default();
+    buf.clear();
+    let out = f(&mut buf);
+    if buf.capacity() <= ENCODE_BUFFER_KEEP {
+        let _ = ENCODE_BUFFER.try_with(|cell| {
+            if let Ok(mut kept) = cell.try_borrow_mut() {
+                *kept = buf;
+            }
+        });
     }
+    out
 }
 
 /// Splits a record's data into its class name and the encoded state.
@@ -135,7 +135,9 @@ pub fn split(oid: Oid, data: &[u8]) -> Result<(&str, &[u8]), EncodingError> {
     Ok((class, data.get(end..).unwrap_or_default()))
 }
 
-fn be_uint(bytes: Option<&[u8]>) -> Option<u64> {
+/// A big-endian unsigned integer of 1 to 8 bytes (`None` past the end).
+#[inline]
+pub(crate) fn be_uint(bytes: Option<&[u8]>) -> Option<u64> {
     let bytes = bytes?;
     Some(bytes.iter().fold(0u64, |acc, b| (acc << 8) | *b as u64))
 }

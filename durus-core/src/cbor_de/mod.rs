@@ -339,11 +339,10 @@ impl<'de> Deserializer<'de> {
     }
 }
 
-/// A big-endian unsigned integer of 1 to 8 bytes.
+/// A big-endian unsigned integer of 1 to 8 bytes, or the end of the input.
 #[inline]
 fn be(bytes: Option<&[u8]>) -> Result<u64, Error> {
-    let bytes = bytes.ok_or(Error::Eof)?;
-    Ok(bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    crate::encoding::be_uint(bytes).ok_or(Error::Eof)
 }
 
 /// `bytes` as UTF-8, or a syntax error at `at`.
