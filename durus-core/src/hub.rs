@@ -10,7 +10,9 @@ use crate::error::{Error, ProtocolError, Result, StorageError};
 use crate::lock;
 use crate::oid::Oid;
 use crate::protocol::{records_only, LoadReply};
-use crate::storage::{ClientTransaction, CommitHandler, Durability, NoConflicts, Storage};
+use crate::storage::{
+    ClientTransaction, CommitHandler, CommitLock, Durability, NoConflicts, Outage, Storage,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -51,11 +53,20 @@ struct Shared {
     next_session: AtomicU64,
     /// Bytes of record data committed since the counter was last taken.
     bytes_committed: AtomicU64,
+    /// The database's own commit lock, when other processes commit to it
+    /// too: taken after `commit`, before `state`.
+    database_lock: Option<Arc<dyn CommitLock>>,
+    /// How long the storage has been unreachable (a remote one).
+    outage: Option<Arc<Outage>>,
 }
 
 struct State {
     storage: Box<dyn Storage>,
     sessions: HashMap<u64, SessionState>,
+    /// The root is known to be stored (until then, oid 0 is handed out
+    /// again to whoever asks first: a client that reserved it and went
+    /// away must not leave a database where no later client makes it).
+    root_stored: bool,
 }
 
 #[derive(Default)]
@@ -73,16 +84,21 @@ impl Hub {
     }
 
     /// Shares an already boxed storage.
-    pub fn from_boxed(storage: Box<dyn Storage>) -> Hub {
+    pub fn from_boxed(mut storage: Box<dyn Storage>) -> Hub {
+        let database_lock = storage.commit_lock();
+        let outage = storage.outage();
         Hub {
             shared: Arc::new(Shared {
                 commit: Mutex::new(()),
                 state: Mutex::new(State {
                     storage,
                     sessions: HashMap::new(),
+                    root_stored: false,
                 }),
                 next_session: AtomicU64::new(1),
                 bytes_committed: AtomicU64::new(0),
+                database_lock,
+                outage,
             }),
         }
     }
@@ -110,6 +126,12 @@ impl Hub {
     /// The number of sessions open.
     pub fn session_count(&self) -> usize {
         lock(&self.shared.state).sessions.len()
+    }
+
+    /// How long the storage has been unreachable; `None` while it answers
+    /// (or when it cannot be: a file, memory).
+    pub fn outage(&self) -> Option<std::time::Duration> {
+        self.shared.outage.as_ref().and_then(|o| o.duration())
     }
 
     /// Returns and resets the count of data bytes committed (for background packs).
@@ -152,6 +174,14 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// True when a session holds `oid`: reserved and not yet written, or
+    /// invalid (removed by a pack; as Durus does, not handed out again).
+    fn held_by_a_session(&self, oid: Oid) -> bool {
+        self.sessions
+            .values()
+            .any(|s| s.invalid.contains(&oid) || s.unused_oids.contains(&oid))
     }
 
     fn session(&mut self, id: u64) -> Result<&mut SessionState> {
@@ -198,9 +228,20 @@ impl Session {
     pub fn new_oids(&self, count: usize) -> Result<Vec<Oid>> {
         let mut state = lock(&self.hub.shared.state);
         let mut oids = Vec::with_capacity(count);
+        if count > 0 && !state.root_stored {
+            if !state.storage.missing(&[Oid::ROOT])?.is_empty() {
+                if !state.held_by_a_session(Oid::ROOT) {
+                    oids.push(Oid::ROOT);
+                }
+            } else {
+                state.root_stored = true;
+            }
+        }
         while oids.len() < count {
             let oid = state.storage.new_oid()?;
-            if !state.sessions.values().any(|s| s.invalid.contains(&oid)) {
+            // The storage may hand out the root's oid too: once is enough.
+            let again = oid == Oid::ROOT && oids.first() == Some(&Oid::ROOT);
+            if !again && !state.held_by_a_session(oid) {
                 oids.push(oid);
             }
         }
@@ -261,19 +302,31 @@ impl Session {
 
     /// Starts a commit: waits until no other commit runs, then holds the
     /// commit until the exchange is committed or dropped.
+    ///
+    /// On a database other processes commit to, the database's commit lock
+    /// is taken first (without the state lock: loads go on while it waits),
+    /// then the storage syncs: this session's invalidations are then
+    /// everything committed anywhere since its own last sync, and stay so
+    /// until the exchange ends, whatever other sessions do meanwhile.
     pub(crate) fn begin_commit(&self) -> Result<CommitExchange<'_>> {
         let guard = lock(&self.hub.shared.commit);
-        let invalidations = {
+        let mut exchange = CommitExchange {
+            session: self,
+            invalidations: Vec::new(),
+            database_lock: self.hub.shared.database_lock.clone(),
+            _guard: guard,
+        };
+        if let Some(database) = &exchange.database_lock {
+            database.acquire()?;
+        }
+        // On an error the exchange is dropped, which releases the lock.
+        exchange.invalidations = {
             let mut state = lock(&self.hub.shared.state);
             state.sync_storage()?;
             let invalid = std::mem::take(&mut state.session(self.id)?.invalid);
             invalid.into_iter().collect()
         };
-        Ok(CommitExchange {
-            session: self,
-            invalidations,
-            _guard: guard,
-        })
+        Ok(exchange)
     }
 
     /// Packs the storage (no commit runs meanwhile).
@@ -298,7 +351,18 @@ impl Drop for Session {
 pub(crate) struct CommitExchange<'a> {
     session: &'a Session,
     invalidations: Vec<Oid>,
+    /// Held from `begin_commit` until the storage's `end` or the drop.
+    database_lock: Option<Arc<dyn CommitLock>>,
     _guard: MutexGuard<'a, ()>,
+}
+
+impl Drop for CommitExchange<'_> {
+    fn drop(&mut self) {
+        // After a commit the storage's `end` has released it already.
+        if let Some(database) = &self.database_lock {
+            database.release();
+        }
+    }
 }
 
 impl CommitExchange<'_> {
@@ -341,7 +405,7 @@ impl CommitExchange<'_> {
         }
         // A client that held a handle to an object another client's pack
         // removed must not store a reference to it.
-        crate::storage::check_references(&records, |oid| state.storage.contains(oid))?;
+        crate::storage::check_references(&records, |oids| state.storage.missing(oids))?;
         let bytes: usize = records.iter().map(|(_, r)| r.len() + 8).sum();
         state.storage.begin();
         for (oid, record) in records {

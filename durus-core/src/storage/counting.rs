@@ -1,7 +1,7 @@
 //! [`Counting`]: a storage adapter that counts what passes through it, for
 //! benchmarks and tests (round trips of a traversal, records per commit).
 
-use super::{CommitHandler, Durability, Storage};
+use super::{CommitHandler, CommitLock, Durability, Outage, Storage};
 use crate::error::Result;
 use crate::oid::Oid;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -227,6 +227,18 @@ impl<S: Storage> Storage for Counting<S> {
     fn contains(&mut self, oid: Oid) -> Result<bool> {
         self.inner.contains(oid)
     }
+
+    fn missing(&mut self, oids: &[Oid]) -> Result<Vec<Oid>> {
+        self.inner.missing(oids)
+    }
+
+    fn commit_lock(&mut self) -> Option<Arc<dyn CommitLock>> {
+        self.inner.commit_lock()
+    }
+
+    fn outage(&self) -> Option<Arc<Outage>> {
+        self.inner.outage()
+    }
 }
 
 /// A boxed storage is a storage, so adapters can wrap one.
@@ -271,5 +283,17 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
 
     fn contains(&mut self, oid: Oid) -> Result<bool> {
         (**self).contains(oid)
+    }
+
+    fn missing(&mut self, oids: &[Oid]) -> Result<Vec<Oid>> {
+        (**self).missing(oids)
+    }
+
+    fn commit_lock(&mut self) -> Option<Arc<dyn CommitLock>> {
+        (**self).commit_lock()
+    }
+
+    fn outage(&self) -> Option<Arc<Outage>> {
+        (**self).outage()
     }
 }

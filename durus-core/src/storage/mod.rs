@@ -25,6 +25,7 @@ use crate::error::Result;
 use crate::oid::Oid;
 use crate::record;
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 /// A store of records by oid with transactional commits.
 ///
@@ -106,6 +107,79 @@ pub trait Storage: Send {
     /// server) its connection broke. A `Database` then makes a new one.
     fn is_closed(&self) -> bool {
         false
+    }
+
+    /// Those of `oids` that have no record (a reference check before a
+    /// commit); one round trip on a remote storage.
+    fn missing(&mut self, oids: &[Oid]) -> Result<Vec<Oid>> {
+        let mut out = Vec::new();
+        for oid in oids {
+            if !self.contains(*oid)? {
+                out.push(*oid);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The commit lock of a storage that other processes commit to as well
+    /// (PostgreSQL). A [`Hub`](crate::Hub) takes it before it looks at its
+    /// sessions' invalidations, so that what changed in the database is
+    /// known when a commit is checked; and it waits for it without holding
+    /// its own state, so that loads and syncs go on meanwhile. `None`: the
+    /// hub's own commit lock is enough (a file, memory).
+    fn commit_lock(&mut self) -> Option<Arc<dyn CommitLock>> {
+        None
+    }
+
+    /// How long a remote storage has been unreachable, shared with whoever
+    /// watches it (a server that exits past a limit). `None`: it cannot be.
+    fn outage(&self) -> Option<Arc<Outage>> {
+        None
+    }
+}
+
+/// A database's own commit lock (see [`Storage::commit_lock`]).
+pub trait CommitLock: Send + Sync {
+    /// Waits, bounded, for the lock. It is held until the storage's next
+    /// `end` finishes (whatever its outcome) or [`CommitLock::release`].
+    fn acquire(&self) -> Result<()>;
+
+    /// Gives up the lock without committing; nothing is written. Does
+    /// nothing when it is not held.
+    fn release(&self);
+}
+
+/// Since when a remote storage has been unreachable.
+///
+/// ```
+/// use durus_core::storage::Outage;
+///
+/// let outage = Outage::default();
+/// assert!(outage.duration().is_none());
+/// outage.begin();
+/// assert!(outage.duration().is_some());
+/// outage.end();
+/// assert!(outage.duration().is_none());
+/// ```
+#[derive(Debug, Default)]
+pub struct Outage {
+    since: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Outage {
+    /// How long it has lasted; `None` when the storage is reachable.
+    pub fn duration(&self) -> Option<std::time::Duration> {
+        crate::lock(&self.since).map(|t| t.elapsed())
+    }
+
+    /// The storage was found unreachable (the first time counts).
+    pub fn begin(&self) {
+        crate::lock(&self.since).get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// The storage answers again.
+    pub fn end(&self) {
+        *crate::lock(&self.since) = None;
     }
 }
 
@@ -211,19 +285,28 @@ impl std::fmt::Debug for Durability {
 /// conflict naming that oid; nothing is stored.
 pub(crate) fn check_references(
     records: &[(Oid, Vec<u8>)],
-    mut stored: impl FnMut(Oid) -> Result<bool>,
+    missing: impl FnOnce(&[Oid]) -> Result<Vec<Oid>>,
 ) -> Result<()> {
     let written: HashSet<Oid> = records.iter().map(|(oid, _)| *oid).collect();
-    // Each oid is asked once (a remote storage answers in a round trip).
-    let mut asked: HashSet<Oid> = HashSet::new();
+    // Each oid is asked once, all in one call (one round trip remotely).
+    let mut asked: BTreeSet<Oid> = BTreeSet::new();
     for (_, rec) in records {
         for r in record::unpack(rec)?.ref_oids() {
-            if !written.contains(&r) && asked.insert(r) && !stored(r)? {
-                return Err(crate::Error::write_conflict(vec![r]));
+            if !written.contains(&r) {
+                asked.insert(r);
             }
         }
     }
-    Ok(())
+    if asked.is_empty() {
+        return Ok(());
+    }
+    let asked: Vec<Oid> = asked.into_iter().collect();
+    let gone = missing(&asked)?;
+    if gone.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::Error::write_conflict(gone))
+    }
 }
 
 /// The oids reachable from the root by following record refs, starting at

@@ -1,30 +1,41 @@
 //! [`PgStorage`]: a [`Storage`] in a PostgreSQL database (14 or newer),
 //! shared directly by many processes on many machines.
 //!
-//! Each `PgStorage` is one client with its own PostgreSQL connection. What
-//! a storage server keeps per client in memory (the oids others committed
-//! since this client last synced) comes from the database: every record
-//! row carries the tid that wrote it, so "changed since my last tid" is a
-//! query. A commit runs in one SQL transaction holding the commit lock (a
-//! row lock): it reads the invalidations, runs the connection's conflict
-//! check and resolution round ([`ClientTransaction::resolve`], as every
-//! shared storage does), writes every record in one statement and
-//! commits. docs/POSTGRES.md has the schema and every statement; they are
-//! in `sql.rs`.
+//! Each `PgStorage` is one client. What a storage server keeps per client
+//! in memory (the oids others committed since this client last synced)
+//! comes from the database: every record row carries the tid that wrote
+//! it, so "changed since my last tid" is a query. A commit runs in one SQL
+//! transaction holding the commit lock (a row lock): it reads the
+//! invalidations, runs the connection's conflict check and resolution
+//! round ([`ClientTransaction::resolve`], as every shared storage does),
+//! writes every record in one statement and commits. docs/POSTGRES.md has
+//! the schema and every statement; they are in `sql.rs`.
 //!
-//! A commit whose COMMIT got no answer (the connection broke, the server
-//! went away) ends with [`Error::OutcomeUnknown`]: it may or
-//! may not have been applied.
+//! Under a [`Hub`](crate::Hub) (a server), commits run on a session of
+//! their own ([`Storage::commit_lock`]): the hub takes the database's
+//! commit lock before it looks at its sessions, so that a commit is
+//! checked against everything committed anywhere since *its session's*
+//! last sync, and loads go on (on the first session) while it waits.
+//!
+//! Every round trip is bounded (`conn.rs`), and a connection that broke
+//! (PostgreSQL restarted, the network cut) is made again on next use,
+//! with a backoff (`link.rs`). A commit whose COMMIT got no answer ends
+//! with [`Error::OutcomeUnknown`]: it may or may not have been applied.
 
+mod conn;
+mod link;
 mod sql;
 
-use super::{ClientTransaction, CommitHandler, Durability, Storage};
+use super::{ClientTransaction, CommitHandler, CommitLock, Durability, Outage, Storage};
 use crate::error::{Error, Result, StorageError};
 use crate::oid::Oid;
 use crate::record;
-use ::postgres::{Client, NoTls, SimpleQueryMessage, Statement};
+use conn::{Conn, Fail};
+use link::{pg_error, Link, Session};
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_postgres::{Config, SimpleQueryMessage};
 
 /// The most blocks of `sql::OID_BLOCK` oids one `new_oid` round trip
 /// reserves. The first reservation of a transaction takes one block;
@@ -35,7 +46,7 @@ const MAX_OID_BLOCKS: u64 = 32;
 /// round trip costs far more than a record).
 const PREFETCH: usize = 64;
 
-/// The most records fetched ahead (see `PgStorage::ahead`) one bulk load
+/// The most records fetched ahead (see `View::ahead`) one bulk load
 /// brings, and the most kept.
 const MAX_AHEAD_PER_LOAD: usize = 4096;
 const MAX_AHEAD: usize = 20_000;
@@ -46,7 +57,7 @@ const MAX_AHEAD: usize = 20_000;
 /// in a round trip of their own when it needs them.
 const MAX_CURRENT_AT_LOCK: usize = 1000;
 
-/// The most oids `PgStorage::fresh` remembers.
+/// The most oids `View::fresh` remembers.
 const MAX_FRESH: usize = 100_000;
 
 /// The most oids one bulk load asks for in one statement.
@@ -69,11 +80,35 @@ const SCHEMA_ATTEMPTS: usize = 5;
 /// How long connecting may take when the URL does not say.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Settings of every session that bound the waits on the server, unless
+/// the URL's `options` sets them (`?options=-c%20lock_timeout%3D5s`):
+/// - `lock_timeout`: the longest a commit waits for the commit lock;
+/// - `idle_in_transaction_session_timeout`: a session that holds the
+///   lock and goes silent (its server paused, its host gone) is ended by
+///   PostgreSQL after this, which frees the lock: shorter than
+///   `lock_timeout`, so that the others' commits go on;
+/// - `statement_timeout`: any one statement (a pack lifts it).
+const SESSION_LIMITS: [(&str, &str); 3] = [
+    ("lock_timeout", "15s"),
+    ("idle_in_transaction_session_timeout", "10s"),
+    ("statement_timeout", "50s"),
+];
+
+/// TCP keepalives on every connection: a peer that vanished without a
+/// word (a powered-off host) is noticed in about a minute, not hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One row of `durus_object` as [`PgStorage::records_after`] reads it: the
 /// oid, the record, and the oids of the row's `refs` column.
 pub type PgRow = (Oid, Vec<u8>, Vec<Oid>);
 
-/// A storage in a PostgreSQL database; one client, one PostgreSQL session.
+/// What the commit lock's round trip returns: the last tid, the oids
+/// changed since this client's last tid, and the current records of those
+/// this commit writes.
+type Locked = (i64, Vec<Oid>, HashMap<Oid, Vec<u8>>);
+
+/// A storage in a PostgreSQL database; one client.
 ///
 /// Open one per `Connection` (each process, each thread), or share one in a
 /// process through a [`Hub`](crate::Hub). The schema is made on first use.
@@ -85,15 +120,26 @@ pub type PgRow = (Oid, Vec<u8>, Vec<Oid>);
 /// # Ok::<(), durus_core::Error>(())
 /// ```
 pub struct PgStorage {
-    session: Option<Session>,
-    /// The tid as of this client's last sync or commit: records written
-    /// later are invalid for it until it syncs.
-    last_tid: i64,
+    /// Loads, syncs, new oids, packs; and commits, unless `committer`.
+    reader: Link,
+    /// The session that commits, once [`Storage::commit_lock`] was asked
+    /// for (a hub): shared with the lock it hands out.
+    committer: Option<Arc<Mutex<Link>>>,
+    view: View,
     transaction: ClientTransaction,
     /// Oids handed out since the last `begin` (sizes the next reservation).
     oids_used: u64,
     /// Where it connected, for messages (no password).
     target: String,
+    outage: Arc<Outage>,
+}
+
+/// What this client knows of the database.
+#[derive(Default)]
+struct View {
+    /// The tid as of this client's last sync or commit: records written
+    /// later are invalid for it until it syncs.
+    last_tid: i64,
     /// Records fetched ahead: those the records of a bulk load refer to,
     /// brought in the same statement, each with the tid that wrote it.
     /// One is handed out once (a load or bulk load of its oid), as if
@@ -108,42 +154,46 @@ pub struct PgStorage {
     fresh: HashSet<Oid>,
 }
 
-/// The PostgreSQL session and its prepared statements.
-struct Session {
-    client: Client,
-    load: Statement,
-    bulk_load: Statement,
-    bulk_load_with_refs: Statement,
-    new_oids: Statement,
-    sync: Statement,
-    write: Statement,
+impl View {
+    /// Forgets what `oids` (changed by others, or removed) held.
+    fn invalidate(&mut self, oids: &[Oid]) {
+        for oid in oids {
+            self.ahead.remove(oid);
+            // Another client wrote it (a root it made, say): it has a row.
+            self.fresh.remove(oid);
+        }
+    }
 }
 
 impl PgStorage {
     /// Connects to the database named by `url` (`postgresql://user@host:port/dbname`
     /// or libpq's `host=... dbname=...` form) and makes the schema if the
-    /// database has none. No TLS: use a local socket, a loopback or private
-    /// network, or a TLS-terminating proxy.
+    /// database has none. No TLS yet: use a local socket, a loopback or
+    /// private network, or a TLS-terminating proxy.
     pub fn connect(url: &str) -> Result<PgStorage> {
-        let (mut client, target) = connect_client(url)?;
-        ensure_schema(&mut client)?;
-        let session = Session::prepare(client).map_err(|e| pg_error("prepare statements", &e))?;
-        let mut storage = PgStorage {
-            session: Some(session),
-            last_tid: 0,
+        let (config, target) = connect_config(url)?;
+        let conn = Conn::connect(&config, link::round_trip_timeout(&config))
+            .map_err(|e| pg_error(&format!("connect to {target}"), &e))?;
+        ensure_schema(&conn)?;
+        let session = Session::prepare(conn).map_err(|e| pg_error("prepare statements", &e))?;
+        let last_tid = session
+            .conn
+            .query_one_text(sql::SELECT_TID, &[])
+            .map_err(|e| pg_error("read the last tid", &e))?
+            .get(0);
+        let outage = Arc::new(Outage::default());
+        Ok(PgStorage {
+            reader: Link::new(config, target.clone(), session, outage.clone()),
+            committer: None,
+            view: View {
+                last_tid,
+                ..View::default()
+            },
             transaction: ClientTransaction::default(),
             oids_used: 0,
             target,
-            ahead: HashMap::new(),
-            fresh: HashSet::new(),
-        };
-        let session = storage.session()?;
-        let row = session
-            .client
-            .query_one(sql::SELECT_TID, &[])
-            .map_err(|e| pg_error("read the last tid", &e))?;
-        storage.last_tid = row.get(0);
-        Ok(storage)
+            outage,
+        })
     }
 
     /// Drops the durus tables and the oid sequence of the database at
@@ -152,11 +202,11 @@ impl PgStorage {
     /// tests, not for applications.
     #[doc(hidden)]
     pub fn drop_schema(url: &str) -> Result<()> {
-        let (mut client, target) = connect_client(url)?;
-        client
-            .batch_execute(sql::DROP_SCHEMA)
-            .map_err(|e| pg_error(&format!("drop the durus tables of {target}"), &e))?;
-        client.close().map_err(|e| pg_error("close", &e))
+        let (config, target) = connect_config(url)?;
+        let conn = Conn::connect(&config, link::round_trip_timeout(&config))
+            .map_err(|e| pg_error(&format!("connect to {target}"), &e))?;
+        conn.batch_execute(sql::DROP_SCHEMA)
+            .map_err(|e| pg_error(&format!("drop the durus tables of {target}"), &e))
     }
 
     /// Where this storage is connected (`host:port/dbname`).
@@ -166,17 +216,14 @@ impl PgStorage {
 
     /// The last tid this client has seen (its last sync or commit).
     pub fn last_tid(&self) -> u64 {
-        self.last_tid as u64
+        self.view.last_tid as u64
     }
 
     /// Whether the database holds no record at all.
     pub fn is_empty(&mut self) -> Result<bool> {
-        let session = self.session()?;
-        let row = session
-            .client
-            .query_one(sql::IS_EMPTY, &[])
-            .map_err(|e| pg_error("count records", &e))?;
-        Ok(row.get(0))
+        self.reader.read("count records", |s| {
+            Ok(s.conn.query_one_text(sql::IS_EMPTY, &[])?.get(0))
+        })
     }
 
     /// Up to `limit` records (every row as stored, whatever its tid) with
@@ -190,11 +237,9 @@ impl PgStorage {
             Some(oid) => sql_oid(oid)?,
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let session = self.session()?;
-        let rows = session
-            .client
-            .query(sql::RECORDS_AFTER, &[&after, &limit])
-            .map_err(|e| pg_error("read records", &e))?;
+        let rows = self.reader.read("read records", |s| {
+            s.conn.query_text(sql::RECORDS_AFTER, &[&after, &limit])
+        })?;
         Ok(rows
             .into_iter()
             .map(|r| {
@@ -213,325 +258,154 @@ impl PgStorage {
     /// their own oids (`durus convert`).
     pub fn reserve_oids_through(&mut self, oid: Oid) -> Result<()> {
         let key = sql_oid(oid)?;
-        let session = self.session()?;
-        session
-            .client
-            .query_one(sql::RESERVE_OIDS_THROUGH, &[&key])
-            .map_err(|e| pg_error("reserve oids", &e))?;
-        Ok(())
+        self.reader.read("reserve oids", |s| {
+            s.conn
+                .query_one_text(sql::RESERVE_OIDS_THROUGH, &[&key])
+                .map(|_| ())
+        })
     }
 
-    fn session(&mut self) -> Result<&mut Session> {
-        self.session
-            .as_mut()
-            .ok_or(Error::Storage(StorageError::Closed))
-    }
-
-    /// Leaves the SQL transaction; a failure here only matters to the
-    /// next statement, which reports it.
-    fn rollback_quietly(&mut self) {
-        if let Some(s) = self.session.as_mut() {
-            let _ = s.client.batch_execute(sql::ROLLBACK);
-        }
-    }
-
-    /// The commit, `transaction` taken out of `self` for its duration.
+    /// The commit, `transaction` taken out of `self` for its duration, on
+    /// the committing session.
     fn commit(
         &mut self,
         transaction: &mut ClientTransaction,
         handler: &mut dyn CommitHandler,
     ) -> Result<()> {
-        let last_tid = self.last_tid;
-        let written: Vec<i64> = if transaction.pending_oids().count() <= MAX_CURRENT_AT_LOCK {
-            transaction
-                .pending_oids()
-                .filter_map(|o| i64::try_from(o.0).ok())
-                .collect()
-        } else {
-            Vec::new()
+        let committer = self.committer.clone();
+        let mut guard = committer.as_ref().map(|c| crate::lock(c));
+        let link: &mut Link = match guard.as_deref_mut() {
+            Some(link) => link,
+            None => &mut self.reader,
         };
-        let locked = self
-            .session()
-            .and_then(|s| s.begin_commit(last_tid, &written));
-        let (tid, invalidations, mut current) = match locked {
-            Ok(x) => x,
-            Err(e) => {
-                transaction.abandon();
-                self.rollback_quietly();
-                return Err(e);
-            }
-        };
-        for oid in &invalidations {
-            self.ahead.remove(oid);
-            // Another client wrote it (a root it made, say): it has a row.
-            self.fresh.remove(oid);
+        let out = commit_on(link, &mut self.view, transaction, handler);
+        if out.is_err() {
+            // Whatever failed, the commit's SQL transaction is left (a
+            // no-op when COMMIT ran or the connection is gone).
+            link.unlock_commit();
         }
-        // The invalidations are not taken from anywhere: until this commit
-        // succeeds, `last_tid` stays and the next sync reports them again.
-        let resolved = transaction.resolve(handler, &invalidations, |asked| {
-            // Usually the lock's round trip brought them already.
-            if asked.iter().all(|oid| current.contains_key(oid)) {
-                return Ok(asked
-                    .iter()
-                    .filter_map(|oid| current.remove(oid).map(|record| (*oid, record)))
-                    .collect());
-            }
-            let session = self.session()?;
-            let current = session
-                .bulk_load(asked)
-                .map_err(|e| pg_error("load records to resolve a conflict", &e))?;
-            Ok(current
-                .into_iter()
-                .map(|(oid, _, record)| (oid, record))
-                .collect())
-        });
-        if let Err(e) = resolved {
-            self.rollback_quietly();
-            return Err(e);
-        }
-        let records = transaction.take_records();
-        for (oid, _) in &records {
-            self.ahead.remove(oid);
-        }
-        if records.is_empty() {
-            // Nothing to write: the tid stays, and so does the database.
-            self.rollback_quietly();
-            self.last_tid = tid;
-            return Ok(());
-        }
-        let new_tid = tid
-            .checked_add(1)
-            .ok_or_else(|| other("out of tids".into()))?;
-        // Once tried, an oid is written with the upsert: after an unknown
-        // outcome its row may be there.
-        let new: Vec<bool> = records
-            .iter()
-            .map(|(oid, _)| self.fresh.remove(oid))
-            .collect();
-        let written = self
-            .session()
-            .and_then(|s| s.write_and_commit(new_tid, records, &new));
-        match written {
-            Ok(()) => {
-                self.last_tid = new_tid;
-                Ok(())
-            }
+        match out {
             Err(Error::OutcomeUnknown(why)) => Err(Error::OutcomeUnknown(format!(
                 "{why} (database {})",
                 self.target
             ))),
-            Err(e) => {
-                self.rollback_quietly();
-                Err(e)
-            }
+            other => other,
         }
     }
 
     fn pack_locked(&mut self) -> Result<()> {
-        let session = self.session()?;
-        let messages = session
-            .client
-            .simple_query(sql::BEGIN_PACK)
-            .map_err(|e| pg_error("pack", &e))?;
-        let tid = statement_rows(&messages)
-            .get(1)
-            .and_then(|rows| rows.first().copied())
-            .ok_or_else(|| other("pack: the commit row is missing".into()))?;
+        let link = &mut self.reader;
+        let tid = link.once("pack", |s| {
+            s.open = true;
+            s.conn.set_timeout(link::PACK_TIMEOUT);
+            let messages = s.conn.simple_query(sql::BEGIN_PACK)?;
+            Ok(statement_rows(&messages)
+                .get(2)
+                .and_then(|rows| rows.first().copied()))
+        })?;
+        let tid = tid.ok_or_else(|| other("pack: the commit row is missing".into()))?;
         let pack_tid = tid
             .checked_add(1)
             .ok_or_else(|| other("out of tids".into()))?;
-        let removed = session
-            .client
-            .execute(sql::PACK, &[&pack_tid])
-            .map_err(|e| pg_error("pack", &e))?;
-        let end = if removed == 0 {
-            sql::ROLLBACK.to_string()
-        } else {
-            sql::finish_pack(pack_tid)
-        };
         // A pack removes only what nobody can reach: if its outcome is
         // unknown, the next pack does it again. `last_tid` stays, so that
         // this client's next sync reports the removed oids.
-        session
-            .client
-            .batch_execute(&end)
-            .map_err(|e| pg_error("pack", &e))
-    }
-}
-
-impl Session {
-    fn prepare(mut client: Client) -> Result<Session, ::postgres::Error> {
-        Ok(Session {
-            load: client.prepare(sql::LOAD)?,
-            bulk_load: client.prepare(sql::BULK_LOAD)?,
-            bulk_load_with_refs: client.prepare(sql::BULK_LOAD_WITH_REFS)?,
-            new_oids: client.prepare(sql::NEW_OIDS)?,
-            sync: client.prepare(sql::SYNC)?,
-            write: client.prepare(sql::WRITE)?,
-            client,
+        link.once("pack", |s| {
+            let removed = s.conn.execute_text(sql::PACK, &[&pack_tid])?;
+            let end = if removed == 0 {
+                sql::ROLLBACK.to_string()
+            } else {
+                sql::finish_pack(pack_tid)
+            };
+            s.conn.batch_execute(&end)?;
+            s.open = false;
+            s.conn.set_timeout(link::ROUND_TRIP_TIMEOUT);
+            Ok(())
         })
     }
-
-    /// `(oid, tid, record)` of those of `oids` that have a record.
-    fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<(Oid, i64, Vec<u8>)>, ::postgres::Error> {
-        let mut out = Vec::with_capacity(oids.len());
-        for chunk in oids.chunks(MAX_BULK) {
-            // An oid past i64::MAX has no row: leaving it out finds nothing.
-            let keys: Vec<i64> = chunk
-                .iter()
-                .filter_map(|o| i64::try_from(o.0).ok())
-                .collect();
-            for row in self.client.query(&self.bulk_load, &[&keys])? {
-                let oid: i64 = row.get(0);
-                out.push((Oid(oid as u64), row.get(1), row.get(2)));
-            }
-        }
-        Ok(out)
-    }
-
-    /// `(oid, tid, record, asked)` of those of `oids` that have a record
-    /// (`asked`), and of up to `more` records they refer to that are not
-    /// among `oids` (one statement per `MAX_BULK` oids).
-    fn bulk_load_with_refs(
-        &mut self,
-        oids: &[Oid],
-        more: usize,
-    ) -> Result<Vec<AheadRow>, ::postgres::Error> {
-        let mut out = Vec::with_capacity(oids.len());
-        let mut more = more;
-        for chunk in oids.chunks(MAX_BULK) {
-            let keys: Vec<i64> = chunk
-                .iter()
-                .filter_map(|o| i64::try_from(o.0).ok())
-                .collect();
-            let limit = i64::try_from(more).unwrap_or(i64::MAX);
-            for row in self
-                .client
-                .query(&self.bulk_load_with_refs, &[&keys, &limit])?
-            {
-                let oid: i64 = row.get(0);
-                let asked: bool = row.get(3);
-                if !asked {
-                    more = more.saturating_sub(1);
-                }
-                out.push((Oid(oid as u64), row.get(1), row.get(2), asked));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Opens the commit's SQL transaction and takes the commit lock: the
-    /// last tid, the oids changed since `last_tid`, and the current
-    /// records of those among `written`.
-    fn begin_commit(&mut self, last_tid: i64, written: &[i64]) -> Result<Locked> {
-        let messages = self
-            .client
-            .simple_query(&sql::begin_commit(last_tid, written))
-            .map_err(|e| pg_error("commit", &e))?;
-        let rows = statement_rows(&messages);
-        // Statements: BEGIN, SET, the lock, the invalidations.
-        let tid = rows
-            .get(2)
-            .and_then(|r| r.first().copied())
-            .ok_or_else(|| other("commit: the commit row is missing".into()))?;
-        let mut oids: Vec<Oid> = rows
-            .get(3)
-            .map(|r| r.iter().map(|oid| Oid(*oid as u64)).collect())
-            .unwrap_or_default();
-        oids.sort_unstable();
-        oids.dedup();
-        let mut current = HashMap::new();
-        let mut statement = 0;
-        for m in &messages {
-            match m {
-                SimpleQueryMessage::CommandComplete(_) => statement += 1,
-                SimpleQueryMessage::Row(row) if statement == 3 => {
-                    let oid = row.get(0).and_then(|v| v.parse::<u64>().ok());
-                    let record = row.get(1).and_then(sql::from_hex);
-                    if let (Some(oid), Some(record)) = (oid, record) {
-                        current.insert(Oid(oid), record);
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok((tid, oids, current))
-    }
-
-    /// Writes `records` at `tid` and commits. An error that is not
-    /// [`Error::OutcomeUnknown`] means COMMIT never ran:
-    /// nothing was written and the SQL transaction is still to roll back.
-    ///
-    /// A small commit is one round trip (the records as literals, then
-    /// COMMIT and the WAL flush); a large one binds them as parameters, in
-    /// statements of at most `MAX_WRITE_BYTES`, then commits.
-    fn write_and_commit(
-        &mut self,
-        tid: i64,
-        records: Vec<(Oid, Vec<u8>)>,
-        new: &[bool],
-    ) -> Result<()> {
-        let batches = write_batches(records, new)?;
-        if let [batch] = batches.as_slice() {
-            if batch.bytes <= MAX_INLINE_BYTES {
-                let text = sql::write_and_commit(tid, batch);
-                return match self.client.batch_execute(&text) {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(self.failed_commit(&e)),
-                };
-            }
-        }
-        for batch in batches {
-            self.write_batch(tid, batch)?;
-        }
-        self.client
-            .batch_execute(sql::FINISH_COMMIT)
-            .map_err(|e| self.failed_commit(&e))
-    }
-
-    /// The error of a round trip that held COMMIT. When the server says
-    /// the SQL transaction is still open and failed, COMMIT never ran:
-    /// nothing was written. Otherwise (the connection broke, or COMMIT or
-    /// the flush failed) the outcome is unknown.
-    fn failed_commit(&mut self, e: &::postgres::Error) -> Error {
-        use ::postgres::error::SqlState;
-        if e.as_db_error().is_some() {
-            if let Err(probe) = self.client.batch_execute("SELECT 1") {
-                if probe.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) {
-                    return pg_error("write records", e);
-                }
-            }
-        }
-        Error::OutcomeUnknown(format!("postgresql: {}", describe_error(e)))
-    }
-
-    fn write_batch(&mut self, tid: i64, batch: WriteBatch) -> Result<()> {
-        self.client
-            .execute(
-                &self.write,
-                &[
-                    &tid,
-                    &batch.oids,
-                    &batch.records,
-                    &batch.refs,
-                    &batch.lo,
-                    &batch.hi,
-                    &batch.new,
-                ],
-            )
-            .map(|_| ())
-            .map_err(|e| pg_error("write records", &e))
-    }
 }
 
-/// A row of a bulk load with the records its records refer to: oid, tid,
-/// record, and whether it was asked for.
-type AheadRow = (Oid, i64, Vec<u8>, bool);
+/// The commit on `link`: the lock (taken now, or already by a hub) and
+/// the changes since `view.last_tid`, the handler's check and resolution
+/// round, then the write and COMMIT. On an error the caller leaves the
+/// SQL transaction.
+fn commit_on(
+    link: &mut Link,
+    view: &mut View,
+    transaction: &mut ClientTransaction,
+    handler: &mut dyn CommitHandler,
+) -> Result<()> {
+    let written: Vec<i64> = if transaction.pending_oids().count() <= MAX_CURRENT_AT_LOCK {
+        transaction
+            .pending_oids()
+            .filter_map(|o| i64::try_from(o.0).ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (tid, invalidations, mut current) = match link.begin_commit(view.last_tid, &written) {
+        Ok(locked) => locked,
+        Err(e) => {
+            transaction.abandon();
+            return Err(e);
+        }
+    };
+    view.invalidate(&invalidations);
+    // The invalidations are not taken from anywhere: until this commit
+    // succeeds, `last_tid` stays and the next sync reports them again.
+    transaction.resolve(handler, &invalidations, |asked| {
+        // Usually the lock's round trip brought them already.
+        if asked.iter().all(|oid| current.contains_key(oid)) {
+            return Ok(asked
+                .iter()
+                .filter_map(|oid| current.remove(oid).map(|record| (*oid, record)))
+                .collect());
+        }
+        let current = link.once("load records to resolve a conflict", |s| s.bulk_load(asked))?;
+        Ok(current
+            .into_iter()
+            .map(|(oid, _, record)| (oid, record))
+            .collect())
+    })?;
+    let records = transaction.take_records();
+    for (oid, _) in &records {
+        view.ahead.remove(oid);
+    }
+    if records.is_empty() {
+        // Nothing to write: the tid stays, and so does the database.
+        link.unlock_commit();
+        view.last_tid = tid;
+        return Ok(());
+    }
+    let new_tid = tid
+        .checked_add(1)
+        .ok_or_else(|| other("out of tids".into()))?;
+    // Once tried, an oid is written with the upsert: after an unknown
+    // outcome its row may be there.
+    let new: Vec<bool> = records
+        .iter()
+        .map(|(oid, _)| view.fresh.remove(oid))
+        .collect();
+    let batches = write_batches(records, &new)?;
+    link.write_and_commit(new_tid, batches)?;
+    view.last_tid = new_tid;
+    Ok(())
+}
 
-/// What the commit lock's round trip returns: the last tid, the oids
-/// changed since this client's last tid, and the current records of those
-/// this commit writes.
-type Locked = (i64, Vec<Oid>, HashMap<Oid, Vec<u8>>);
+/// The commit lock a [`PgStorage`] hands to a hub: its committing session.
+struct PgCommitLock {
+    link: Arc<Mutex<Link>>,
+}
+
+impl CommitLock for PgCommitLock {
+    fn acquire(&self) -> Result<()> {
+        crate::lock(&self.link).lock_commit().map(|_| ())
+    }
+
+    fn release(&self) {
+        crate::lock(&self.link).unlock_commit();
+    }
+}
 
 /// The records to write, in batches of at most `MAX_WRITE_BYTES`; the
 /// last record of an oid wins, as in a Durus transaction. `new[i]`: the
@@ -632,35 +506,55 @@ fn statement_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<i64>> {
     out
 }
 
-/// A PostgreSQL session to the database at `url`, and where it is
-/// (`host:port/dbname`, for messages).
-fn connect_client(url: &str) -> Result<(Client, String)> {
-    let mut config: ::postgres::Config = url.parse().map_err(|e: ::postgres::Error| {
+/// The configuration of the database at `url`, with this storage's
+/// bounds on every wait, and where it is (`host:port/dbname`, for messages).
+fn connect_config(url: &str) -> Result<(Config, String)> {
+    let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
         other(format!(
             "bad PostgreSQL URL {:?}: {e}",
             crate::internals::redact_url(url)
         ))
     })?;
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(other(
+            "postgresql: sslmode=require, but this build cannot speak TLS to PostgreSQL yet: \
+             connect over a Unix socket, loopback or a private network (sslmode=disable), \
+             or through a TLS-terminating proxy"
+                .into(),
+        ));
+    }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     config.keepalives(true);
-    config.application_name("durus");
+    config.keepalives_idle(KEEPALIVE_IDLE);
+    config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    if config.get_application_name().is_none() {
+        config.application_name("durus");
+    }
+    let mut options = config.get_options().unwrap_or_default().to_string();
+    for (name, value) in SESSION_LIMITS {
+        if !options.contains(name) {
+            if !options.is_empty() {
+                options.push(' ');
+            }
+            options.push_str(&format!("-c {name}={value}"));
+        }
+    }
+    config.options(&options);
     let target = describe(&config);
-    let client = config
-        .connect(NoTls)
-        .map_err(|e| pg_error(&format!("connect to {target}"), &e))?;
-    Ok((client, target))
+    Ok((config, target))
 }
 
 /// Makes the schema unless it is there; checks its version.
-fn ensure_schema(client: &mut Client) -> Result<()> {
+fn ensure_schema(conn: &Conn) -> Result<()> {
     let mut attempt = 0;
     let found = loop {
         attempt += 1;
-        match try_ensure_schema(client) {
+        match try_ensure_schema(conn) {
             Ok(found) => break found,
             Err(e) if attempt < SCHEMA_ATTEMPTS && is_creation_race(&e) => {
+                let _ = conn.batch_execute(sql::ROLLBACK);
                 std::thread::sleep(Duration::from_millis(20 * attempt as u64));
             }
             Err(e) => return Err(pg_error("make the schema", &e)),
@@ -678,27 +572,32 @@ fn ensure_schema(client: &mut Client) -> Result<()> {
 }
 
 /// The schema versions found (none when it was made now).
-fn try_ensure_schema(client: &mut Client) -> Result<Vec<i32>, ::postgres::Error> {
-    // Dropped without a commit, the transaction rolls back.
-    let mut tx = client.transaction()?;
-    tx.batch_execute(sql::CREATE_SCHEMA_TABLE)?;
-    tx.batch_execute(sql::LOCK_SCHEMA)?;
-    let versions: Vec<i32> = tx
-        .query(sql::SELECT_SCHEMA_VERSION, &[])?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    if versions.is_empty() {
-        tx.batch_execute(sql::CREATE_SCHEMA)?;
-        tx.execute(sql::INSERT_SCHEMA_VERSION, &[&sql::SCHEMA_VERSION])?;
+fn try_ensure_schema(conn: &Conn) -> Result<Vec<i32>, Fail> {
+    conn.batch_execute("BEGIN")?;
+    let out = (|| {
+        conn.batch_execute(sql::CREATE_SCHEMA_TABLE)?;
+        conn.batch_execute(sql::LOCK_SCHEMA)?;
+        let versions: Vec<i32> = conn
+            .query_text(sql::SELECT_SCHEMA_VERSION, &[])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if versions.is_empty() {
+            conn.batch_execute(sql::CREATE_SCHEMA)?;
+            conn.execute_text(sql::INSERT_SCHEMA_VERSION, &[&sql::SCHEMA_VERSION])?;
+        }
+        conn.batch_execute("COMMIT")?;
+        Ok(versions)
+    })();
+    if out.is_err() {
+        let _ = conn.batch_execute(sql::ROLLBACK);
     }
-    tx.commit()?;
-    Ok(versions)
+    out
 }
 
 /// Two processes made the schema's first table at once.
-fn is_creation_race(e: &::postgres::Error) -> bool {
-    use ::postgres::error::SqlState;
+fn is_creation_race(e: &Fail) -> bool {
+    use tokio_postgres::error::SqlState;
     matches!(
         e.code(),
         Some(c) if *c == SqlState::UNIQUE_VIOLATION
@@ -712,37 +611,9 @@ fn other(why: String) -> Error {
     Error::Storage(StorageError::Other(why))
 }
 
-/// A PostgreSQL error with what was being done and, for a server error,
-/// its message and detail.
-fn pg_error(doing: &str, e: &::postgres::Error) -> Error {
-    other(format!("postgresql: {doing}: {}", describe_error(e)))
-}
-
-fn describe_error(e: &::postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        let mut s = format!("{} ({})", db.message(), db.code().code());
-        if let Some(detail) = db.detail() {
-            s.push_str(": ");
-            s.push_str(detail);
-        }
-        return s;
-    }
-    let mut s = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    if e.is_closed() && !s.contains("closed") {
-        s.push_str(" (connection closed)");
-    }
-    s
-}
-
 /// `host:port/dbname` of a configuration, for messages.
-fn describe(config: &::postgres::Config) -> String {
-    use ::postgres::config::Host;
+fn describe(config: &Config) -> String {
+    use tokio_postgres::config::Host;
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
         Some(Host::Unix(p)) => p.display().to_string(),
@@ -767,27 +638,25 @@ fn load_result(oid: Oid, last_tid: i64, found: Option<(i64, Vec<u8>)>) -> Result
 
 impl Storage for PgStorage {
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
-        let last_tid = self.last_tid;
-        if let Some(found) = self.ahead.remove(&oid) {
+        let last_tid = self.view.last_tid;
+        if let Some(found) = self.view.ahead.remove(&oid) {
             return load_result(oid, last_tid, Some(found));
         }
         let Ok(key) = i64::try_from(oid.0) else {
             return Err(Error::NotFound(oid));
         };
-        let session = self.session()?;
-        let row = session
-            .client
-            .query_opt(&session.load, &[&key])
-            .map_err(|e| pg_error(&format!("load oid {oid}"), &e))?;
-        load_result(oid, last_tid, row.map(|r| (r.get(0), r.get(1))))
+        let found = self
+            .reader
+            .read(&format!("load oid {oid}"), |s| s.load(key))?;
+        load_result(oid, last_tid, found)
     }
 
     fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
-        let last_tid = self.last_tid;
+        let last_tid = self.view.last_tid;
         let mut found: HashMap<Oid, (i64, Vec<u8>)> = HashMap::with_capacity(oids.len());
         let mut missing = Vec::with_capacity(oids.len());
         for oid in oids {
-            match self.ahead.remove(oid) {
+            match self.view.ahead.remove(oid) {
                 Some(record) => {
                     found.insert(*oid, record);
                 }
@@ -795,19 +664,18 @@ impl Storage for PgStorage {
             }
         }
         if !missing.is_empty() {
-            if self.ahead.len() >= MAX_AHEAD {
-                self.ahead.clear();
+            if self.view.ahead.len() >= MAX_AHEAD {
+                self.view.ahead.clear();
             }
-            let more = MAX_AHEAD_PER_LOAD.min(MAX_AHEAD - self.ahead.len());
-            let session = self.session()?;
-            let rows = session
-                .bulk_load_with_refs(&missing, more)
-                .map_err(|e| pg_error("load records", &e))?;
+            let more = MAX_AHEAD_PER_LOAD.min(MAX_AHEAD - self.view.ahead.len());
+            let rows = self
+                .reader
+                .read("load records", |s| s.bulk_load_with_refs(&missing, more))?;
             for (oid, tid, record, asked) in rows {
                 if asked {
                     found.insert(oid, (tid, record));
                 } else {
-                    self.ahead.insert(oid, (tid, record));
+                    self.view.ahead.insert(oid, (tid, record));
                 }
             }
         }
@@ -830,18 +698,31 @@ impl Storage for PgStorage {
         PREFETCH
     }
 
+    fn missing(&mut self, oids: &[Oid]) -> Result<Vec<Oid>> {
+        // An oid past i64::MAX has no row.
+        let mut out: Vec<Oid> = oids
+            .iter()
+            .filter(|o| i64::try_from(o.0).is_err())
+            .copied()
+            .collect();
+        let keys: Vec<i64> = oids
+            .iter()
+            .filter_map(|o| i64::try_from(o.0).ok())
+            .collect();
+        for chunk in keys.chunks(MAX_BULK) {
+            out.extend(self.reader.read("check references", |s| s.missing(chunk))?);
+        }
+        Ok(out)
+    }
+
     fn new_oid(&mut self) -> Result<Oid> {
         let mut transaction = std::mem::take(&mut self.transaction);
         let blocks = (self.oids_used / sql::OID_BLOCK).clamp(1, MAX_OID_BLOCKS);
+        let reader = &mut self.reader;
         let oid = transaction.new_oid(|| {
-            let session = self.session()?;
-            let rows = session
-                .client
-                .query(&session.new_oids, &[&(blocks as i32)])
-                .map_err(|e| pg_error("reserve oids", &e))?;
-            let mut oids: Vec<Oid> = Vec::with_capacity(rows.len() * sql::OID_BLOCK as usize);
-            for row in rows {
-                let first = row.get::<_, i64>(0) as u64;
+            let firsts = reader.read("reserve oids", |s| s.new_oid_blocks(blocks as i32))?;
+            let mut oids: Vec<Oid> = Vec::with_capacity(firsts.len() * sql::OID_BLOCK as usize);
+            for first in firsts {
                 oids.extend((first..first + sql::OID_BLOCK).map(Oid));
             }
             oids.sort_unstable();
@@ -850,13 +731,13 @@ impl Storage for PgStorage {
         self.transaction = transaction;
         self.oids_used += 1;
         if let Ok(oid) = oid {
-            if self.fresh.len() >= MAX_FRESH {
+            if self.view.fresh.len() >= MAX_FRESH {
                 // Oids handed out and never written (sessions that went
                 // away): forgetting them only costs their first write the
                 // upsert.
-                self.fresh.clear();
+                self.view.fresh.clear();
             }
-            self.fresh.insert(oid);
+            self.view.fresh.insert(oid);
         }
         oid
     }
@@ -880,48 +761,49 @@ impl Storage for PgStorage {
     }
 
     fn sync(&mut self) -> Result<Vec<Oid>> {
-        let last_tid = self.last_tid;
-        let session = self.session()?;
-        let row = session
-            .client
-            .query_one(&session.sync, &[&last_tid])
-            .map_err(|e| pg_error("sync", &e))?;
-        let tid: i64 = row.get(0);
-        let oids: Vec<Oid> = row
-            .get::<_, Vec<i64>>(1)
-            .into_iter()
-            .map(|o| Oid(o as u64))
-            .collect();
-        self.last_tid = tid;
-        for oid in &oids {
-            self.fresh.remove(oid);
-        }
-        if !self.ahead.is_empty() {
-            for oid in &oids {
-                self.ahead.remove(oid);
-            }
-        }
+        let last_tid = self.view.last_tid;
+        let (tid, oids) = self.reader.read("sync", |s| s.changes_since(last_tid))?;
+        self.view.last_tid = tid;
+        self.view.invalidate(&oids);
         Ok(oids)
     }
 
     fn pack(&mut self) -> Result<()> {
         // A record fetched ahead may be one the pack removes.
-        self.ahead.clear();
+        self.view.ahead.clear();
         let out = self.pack_locked();
-        if out.is_err() {
-            self.rollback_quietly();
-        }
+        // Leaves the pack's SQL transaction if it failed midway.
+        self.reader.unlock_commit();
+        self.reader.set_timeout(link::ROUND_TRIP_TIMEOUT);
         out
     }
 
     fn close(&mut self) -> Result<()> {
         // Loads after a close fail, even of records fetched ahead.
-        self.ahead.clear();
-        self.fresh.clear();
-        if let Some(session) = self.session.take() {
-            session.client.close().map_err(|e| pg_error("close", &e))?;
+        self.view.ahead.clear();
+        self.view.fresh.clear();
+        self.reader.close();
+        if let Some(committer) = &self.committer {
+            crate::lock(committer).close();
         }
         Ok(())
+    }
+
+    fn commit_lock(&mut self) -> Option<Arc<dyn CommitLock>> {
+        let link = match &self.committer {
+            Some(link) => link.clone(),
+            None => {
+                // Connected on first use.
+                let link = Arc::new(Mutex::new(self.reader.sibling()));
+                self.committer = Some(link.clone());
+                link
+            }
+        };
+        Some(Arc::new(PgCommitLock { link }))
+    }
+
+    fn outage(&self) -> Option<Arc<Outage>> {
+        Some(self.outage.clone())
     }
 }
 
@@ -929,8 +811,7 @@ impl std::fmt::Debug for PgStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStorage")
             .field("target", &self.target)
-            .field("last_tid", &self.last_tid)
-            .field("open", &self.session.is_some())
+            .field("last_tid", &self.view.last_tid)
             .finish()
     }
 }

@@ -119,6 +119,18 @@ SELECT (SELECT tid FROM durus_commit WHERE id = 0),
        ARRAY(SELECT oid FROM durus_object WHERE tid > $1
              UNION SELECT oid FROM durus_removed WHERE tid > $1)";
 
+/// Opens a commit's SQL transaction and takes the commit lock (a simple
+/// query; its third statement returns the last tid): what a hub does
+/// before it looks at its sessions. The commit is asynchronous in
+/// PostgreSQL's sense (see [`begin_commit`]).
+pub(crate) const LOCK_COMMIT: &str = "BEGIN; SET LOCAL synchronous_commit TO off; \
+     SELECT tid FROM durus_commit WHERE id = 0 FOR UPDATE";
+
+/// Those of the oids `$1` that have no record (the references a commit
+/// makes, checked in one statement).
+pub(crate) const MISSING: &str = "SELECT k FROM unnest($1::bigint[]) AS k \
+     WHERE NOT EXISTS (SELECT 1 FROM durus_object WHERE oid = k)";
+
 /// The first round trip of a commit (a simple query, several statements):
 /// opens the SQL transaction, takes the commit lock, then (a new snapshot,
 /// taken after the lock was granted) reads the invalidations since
@@ -129,12 +141,7 @@ SELECT (SELECT tid FROM durus_commit WHERE id = 0),
 pub(crate) fn begin_commit(last_tid: i64, written: &[i64]) -> String {
     use std::fmt::Write;
     let mut q = String::with_capacity(400 + 21 * written.len());
-    let _ = write!(
-        q,
-        "BEGIN; SET LOCAL synchronous_commit TO off; \
-         SELECT tid FROM durus_commit WHERE id = 0 FOR UPDATE; \
-         SELECT oid, CASE WHEN oid = ANY('{{"
-    );
+    let _ = write!(q, "{LOCK_COMMIT}; SELECT oid, CASE WHEN oid = ANY('{{");
     for (i, oid) in written.iter().enumerate() {
         if i > 0 {
             q.push(',');
@@ -239,8 +246,11 @@ pub(crate) const FINISH_COMMIT: &str = "COMMIT; SELECT pg_current_xact_id()";
 /// Leaves a commit or a pack that will not happen.
 pub(crate) const ROLLBACK: &str = "ROLLBACK";
 
-/// A pack's first round trip: the commit lock (no commit runs during a pack).
-pub(crate) const BEGIN_PACK: &str = "BEGIN; SELECT tid FROM durus_commit WHERE id = 0 FOR UPDATE";
+/// A pack's first round trip: no statement timeout (a pack walks the
+/// whole database), then the commit lock (no commit runs during a pack);
+/// its third statement returns the last tid.
+pub(crate) const BEGIN_PACK: &str = "BEGIN; SET LOCAL statement_timeout TO 0; \
+     SELECT tid FROM durus_commit WHERE id = 0 FOR UPDATE";
 
 /// Mark and sweep in one statement: the oids reachable from the root by
 /// following `refs` (a recursive walk), the deletion of every other
@@ -261,7 +271,15 @@ WITH RECURSIVE reach(oid) AS (
 INSERT INTO durus_removed (oid, tid) SELECT oid, $1 FROM gone
 ON CONFLICT (oid) DO UPDATE SET tid = EXCLUDED.tid";
 
-/// Ends a pack that removed records: its tid becomes the last tid.
+/// Ends a pack that removed records: its tid becomes the last tid, and
+/// the removals recorded by packs before the previous one are forgotten
+/// (`durus_removed` holds at most two packs' worth: a client that has not
+/// synced across two packs may keep a copy of an object no one can reach,
+/// which the reference check keeps out of new commits).
 pub(crate) fn finish_pack(tid: i64) -> String {
-    format!("UPDATE durus_commit SET tid = {tid} WHERE id = 0; COMMIT")
+    format!(
+        "DELETE FROM durus_removed WHERE tid < \
+         (SELECT max(tid) FROM durus_removed WHERE tid < {tid}); \
+         UPDATE durus_commit SET tid = {tid} WHERE id = 0; COMMIT"
+    )
 }
