@@ -366,6 +366,11 @@ struct ServeArgs {
     /// Most clients connected at once.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Exit with an error once the PostgreSQL storage has been unreachable
+    /// this many seconds (a supervisor then restarts the server); without
+    /// it, the server keeps reconnecting.
+    #[arg(long, value_name = "SECONDS")]
+    storage_outage_limit: Option<Seconds>,
 }
 
 /// A duration given in seconds (fractions allowed).
@@ -416,6 +421,9 @@ fn main() -> ExitCode {
 fn run(command: Command) -> durus_core::Result<ExitCode> {
     match command {
         Command::Serve(a) => {
+            if let Some(s) = a.storage.as_deref().and_then(|s| s.to_str()) {
+                tools::refuse_connection_string(s)?;
+            }
             let (file, postgres) = match a.storage.as_deref().map(Target::storage) {
                 Some(Target::Postgres(url)) => (None, Some(url)),
                 Some(Target::File(path)) => (Some(path), None),
@@ -435,6 +443,7 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
                     gcbytes: a.gcbytes,
                     client_timeout: a.timeout.0,
                     max_connections: a.max_connections,
+                    storage_outage_limit: a.storage_outage_limit.map(|s| s.0),
                 },
             };
             tools::serve(options, &mut std::io::stdout())?;

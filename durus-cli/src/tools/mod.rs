@@ -11,7 +11,8 @@ pub use convert::convert;
 pub use inspect::{census, referrers, show, traverse, ClassCount};
 pub use json::record_json;
 pub use postgres::{
-    drop_schema as drop_postgres_schema, is_postgres_url, verify_postgres, POSTGRES_MISSING,
+    drop_schema as drop_postgres_schema, is_postgres_url, refuse_connection_string,
+    verify_postgres, POSTGRES_MISSING,
 };
 
 use durus_core::error::{Error, Result};

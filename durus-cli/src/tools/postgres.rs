@@ -28,6 +28,34 @@ pub fn is_postgres_url(name: &str) -> bool {
     name.starts_with("postgresql://") || name.starts_with("postgres://")
 }
 
+/// Refuses a storage named in libpq's keyword form (`host=db dbname=app`),
+/// which would otherwise be taken for a file name and a new file made:
+/// say to write it as a URL. The value itself is not repeated (it may
+/// hold a password).
+pub fn refuse_connection_string(name: &str) -> Result<()> {
+    const KEYWORDS: [&str; 6] = [
+        "host=",
+        "hostaddr=",
+        "dbname=",
+        "user=",
+        "port=",
+        "password=",
+    ];
+    let keyword_form = !is_postgres_url(name)
+        && name
+            .split_whitespace()
+            .any(|word| KEYWORDS.iter().any(|k| word.starts_with(k)));
+    if keyword_form {
+        return Err(Error::Storage(StorageError::Other(
+            "the storage looks like a PostgreSQL connection string in keyword form \
+             (host=... dbname=...): give it as a URL, postgresql://USER@HOST:PORT/DBNAME \
+             (a file name with '=' in it can be given as ./NAME)"
+                .into(),
+        )));
+    }
+    Ok(())
+}
+
 /// A URL with its password replaced, for messages.
 pub(super) fn redact(url: &str) -> String {
     durus_core::internals::redact_url(url)

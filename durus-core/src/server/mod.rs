@@ -65,6 +65,11 @@ pub struct ServerConfig {
     pub client_timeout: Duration,
     /// Connections beyond this many are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// Stop (and [`Server::serve`] fails) once a remote storage
+    /// (PostgreSQL) has been unreachable this long, so that a supervisor
+    /// can act; `None` keeps serving and reconnecting. The server checks
+    /// its storage five times a second while this is set.
+    pub storage_outage_limit: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +80,7 @@ impl Default for ServerConfig {
             gcbytes: 0,
             client_timeout: DEFAULT_CLIENT_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            storage_outage_limit: None,
         }
     }
 }
@@ -91,6 +97,8 @@ struct Shared {
     pack_threads: Mutex<Vec<JoinHandle<()>>>,
     /// Sessions polling their socket for the next request right now.
     polling: Arc<AtomicUsize>,
+    /// Why the server stopped by itself, if it did (`serve` fails with it).
+    failure: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -248,6 +256,7 @@ impl Server {
                 packing: AtomicBool::new(false),
                 bytes_since_pack: AtomicU64::new(0),
                 pack_threads: Mutex::new(Vec::new()),
+                failure: Mutex::new(None),
             }),
         })
     }
@@ -272,6 +281,14 @@ impl Server {
             info!("ready on {addr}");
         }
         let mut sessions: Vec<JoinHandle<()>> = Vec::new();
+        let watchdog = shared.config.storage_outage_limit.and_then(|limit| {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("durus-outage".into())
+                .spawn(move || watch_storage(&shared, limit))
+                .map_err(|e| warn!("cannot start the storage watchdog: {e}"))
+                .ok()
+        });
         loop {
             let accepted = listener.accept();
             if shared.stopping() {
@@ -295,13 +312,46 @@ impl Server {
         for h in sessions {
             let _ = h.join();
         }
+        if let Some(h) = watchdog {
+            let _ = h.join();
+        }
         let packs: Vec<_> = lock(&shared.pack_threads).drain(..).collect();
         for h in packs {
             let _ = h.join();
         }
         let closed = shared.hub.close();
         info!("stopped");
+        if let Some(why) = lock(&shared.failure).take() {
+            return Err(crate::Error::Storage(crate::error::StorageError::Other(
+                why,
+            )));
+        }
         closed
+    }
+}
+
+/// Checks the storage five times a second (a sync of a session of its own, which
+/// also notices an outage on an idle server) and stops the server once
+/// the storage has been unreachable for `limit`.
+fn watch_storage(shared: &Arc<Shared>, limit: Duration) {
+    let probe = shared.hub.session();
+    while !shared.stopping() {
+        std::thread::sleep(Duration::from_millis(200));
+        if let Err(e) = probe.sync() {
+            debug!("storage check: {e}");
+        }
+        if let Some(down) = shared.hub.outage() {
+            if down >= limit {
+                let why = format!(
+                    "the storage has been unreachable for {:.1} s (limit {:.1} s)",
+                    down.as_secs_f64(),
+                    limit.as_secs_f64()
+                );
+                error!("{why}: stopping");
+                *lock(&shared.failure) = Some(why);
+                shared.stop();
+            }
+        }
     }
 }
 

@@ -29,7 +29,7 @@ const START_ATTEMPTS: usize = 3;
 pub struct Cluster {
     dir: PathBuf,
     port: u16,
-    server: Child,
+    server: Mutex<Child>,
     next_db: Mutex<u32>,
 }
 
@@ -175,7 +175,7 @@ impl Cluster {
                 return Cluster {
                     dir,
                     port,
-                    server,
+                    server: Mutex::new(server),
                     next_db: Mutex::new(0),
                 };
             }
@@ -184,6 +184,53 @@ impl Cluster {
         }
         let _ = std::fs::remove_dir_all(&dir);
         panic!("PostgreSQL did not start; its log:\n{last_log}");
+    }
+
+    /// Stops the server (a fast shutdown: sessions are ended) and starts
+    /// it again on the same port and data; returns once it accepts
+    /// connections. Every test of the binary sees it: give such a test a
+    /// binary of its own.
+    pub fn restart(&self) {
+        let mut server = self.server.lock().unwrap_or_else(|p| p.into_inner());
+        stop(&mut server);
+        let mut next = self.spawn_server();
+        assert!(
+            wait_ready(&mut next, self.port),
+            "PostgreSQL did not start again"
+        );
+        *server = next;
+    }
+
+    /// Stops the server for good (until `restart`).
+    pub fn stop(&self) {
+        stop(&mut self.server.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// The pid of the server process.
+    pub fn pid(&self) -> u32 {
+        self.server.lock().unwrap_or_else(|p| p.into_inner()).id()
+    }
+
+    fn spawn_server(&self) -> Child {
+        let log = self.dir.join("server.log");
+        let log_file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log)
+            .expect("server log");
+        let mut cmd = Command::new(bin_dir().join("postgres"));
+        cmd.arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-k")
+            .arg(&self.dir)
+            .args(["-p", &self.port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "fsync=off"])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file);
+        as_server_user(&mut cmd, server_user(), &self.dir);
+        cmd.spawn().expect("start postgres")
     }
 
     /// The URL of database `db` on this cluster.
@@ -255,7 +302,7 @@ fn stop(server: &mut Child) {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        stop(&mut self.server);
+        stop(self.server.get_mut().unwrap_or_else(|p| p.into_inner()));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
