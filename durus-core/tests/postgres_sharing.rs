@@ -622,3 +622,34 @@ fn a_bulk_load_that_asks_for_an_oid_twice_gets_it_twice() -> Result<()> {
     assert_eq!(records, vec![root.clone(), root]);
     Ok(())
 }
+
+/// `durus_removed` keeps the removals of the last two packs: three packs
+/// that each remove one object leave two rows.
+#[test]
+fn removed_oids_are_kept_for_two_packs() -> Result<()> {
+    let Some(cluster) = pg::cluster() else {
+        return Ok(());
+    };
+    let url = cluster.new_database("removed_trim");
+    let mut s = PgStorage::connect(&url)?;
+    let root = s.new_oid()?;
+    support::commit(&mut s, vec![(root, support::rec(root, b"root", &[]))]);
+    let mut gone = Vec::new();
+    for _ in 0..3 {
+        let orphan = s.new_oid()?;
+        support::commit(&mut s, vec![(orphan, support::rec(orphan, b"x", &[]))]);
+        s.pack()?;
+        // The pack's removals come to its own client at its next sync.
+        s.sync()?;
+        gone.push(orphan.0 as i64);
+    }
+    let mut admin = pg::Cluster::client(&url);
+    let rows: Vec<i64> = admin
+        .query("SELECT oid FROM durus_removed ORDER BY oid", &[])
+        .expect("query")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, gone[1..].to_vec());
+    Ok(())
+}
