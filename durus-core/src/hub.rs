@@ -455,6 +455,11 @@ impl SharedStorage {
 }
 
 impl Storage for SharedStorage {
+    fn commit_lock(&mut self) -> Option<std::sync::Arc<dyn crate::storage::CommitLock>> {
+        // The hub takes its storage's lock inside the commit exchange.
+        None
+    }
+
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
         self.session.load(oid)?.into_record(oid)
     }

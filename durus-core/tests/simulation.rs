@@ -224,6 +224,11 @@ enum Variant {
     /// Each client with its own `PgStorage` on one database: no hub.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Postgres,
+    /// Two hubs (two servers) over one database, each with several
+    /// clients; faults also break the PostgreSQL connections, between
+    /// steps and inside a commit.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    PostgresHubs,
 }
 
 /// Fails the next write or fsync of a file when armed.
@@ -355,6 +360,10 @@ struct Stack {
     /// The database of the PostgreSQL variant (then `hub` is unused).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pg_url: Option<String>,
+    /// The second hub of the two-hub variant (clients alternate).
+    second: Option<Hub>,
+    /// How many clients connected (which hub the next one gets).
+    connected: std::sync::atomic::AtomicUsize,
     /// Keeps the PostgreSQL cluster running while the history runs.
     #[cfg(feature = "postgres")]
     _cluster: Option<Arc<support::pg::Cluster>>,
@@ -430,6 +439,40 @@ fn stack(variant: Variant, scratch: &Option<support::Scratch>, ff: &Arc<FileFaul
             faults: Arc::new(Faults::default()),
             server: None,
             pg_url: Some(url),
+            second: None,
+            connected: Default::default(),
+            _cluster: Some(cluster),
+        };
+    }
+    #[cfg(feature = "postgres")]
+    if variant == Variant::PostgresHubs {
+        use durus_core::storage::PgStorage;
+        let cluster = support::pg::cluster().expect("PostgreSQL for the simulation");
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let db = format!("simhubs_{n}");
+        let url = cluster.new_database(&db);
+        let faults = Arc::new(Faults::default());
+        let admin = std::sync::Mutex::new(cluster.admin());
+        *faults.breaker.lock().expect("breaker") = Some(Box::new(move || {
+            // Ends every session on the database (the checker's too).
+            let _ = admin.lock().expect("admin").execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&db],
+            );
+        }));
+        let hub = |url: &str| {
+            let pg = PgStorage::connect(url).expect("connect");
+            Hub::new(Faulty::sharing(pg, faults.clone()))
+        };
+        return Stack {
+            hub: hub(&url),
+            second: Some(hub(&url)),
+            faults,
+            server: None,
+            pg_url: Some(url),
+            connected: Default::default(),
             _cluster: Some(cluster),
         };
     }
@@ -453,6 +496,8 @@ fn finish_stack(hub: Hub, faults: Arc<Faults>, variant: Variant) -> Stack {
         faults,
         server,
         pg_url: None,
+        second: None,
+        connected: Default::default(),
         #[cfg(feature = "postgres")]
         _cluster: None,
     }
@@ -462,6 +507,11 @@ impl Stack {
     /// A client's connection: through the server, straight to PostgreSQL
     /// (with the fault switches), or on the hub.
     fn connect(&self) -> Connection {
+        let n = self.connected.fetch_add(1, Ordering::Relaxed);
+        if let Some(second) = &self.second {
+            let hub = if n % 2 == 0 { &self.hub } else { second };
+            return Connection::new(hub.storage());
+        }
         #[cfg(feature = "postgres")]
         if let Some(url) = &self.pg_url {
             let pg = durus_core::storage::PgStorage::connect(url).expect("connect");
@@ -553,6 +603,7 @@ impl Sim {
             .iter()
             .map(|c| c.conn.merge_count())
             .sum::<u64>();
+        self.stats.faults += self.stack.faults.fired.load(Ordering::SeqCst) as u64;
         Ok(())
     }
 
@@ -743,14 +794,21 @@ impl Sim {
 
     fn arm_fault(&mut self, step: usize) {
         let f = &self.stack.faults;
-        let which = self
-            .rng
-            .below(if self.variant == Variant::File { 5 } else { 3 });
+        let which = self.rng.below(match self.variant {
+            Variant::File | Variant::PostgresHubs => 5,
+            _ => 3,
+        });
         self.log(|| format!("{step}: arm fault {which}"));
+        let hubs = self.variant == Variant::PostgresHubs;
         match which {
             0 => Faults::arm(&f.end),
             1 => Faults::arm(&f.durability),
             2 => Faults::arm(&f.sync),
+            3 if hubs => Faults::arm(&f.break_in_end),
+            _ if hubs => {
+                f.fired.fetch_add(1, Ordering::SeqCst);
+                f.break_connections();
+            }
             3 => self.file_faults.write.store(true, Ordering::SeqCst),
             _ => self.file_faults.sync.store(true, Ordering::SeqCst),
         }
@@ -1087,6 +1145,21 @@ fn simulation_over_the_hub_and_a_file() {
 #[test]
 fn simulation_through_the_server() {
     simulate(Variant::Server, 50, 2_000_000);
+}
+
+/// Two hubs over one PostgreSQL database (two servers), clients on both,
+/// with PostgreSQL connections broken between steps and inside commits.
+#[cfg(feature = "postgres")]
+#[test]
+fn simulation_over_two_hubs_on_postgres() {
+    let Some(_cluster) = support::pg::cluster() else {
+        return;
+    };
+    let stats = simulate(Variant::PostgresHubs, 12, 4_000_000);
+    if stats.histories > 0 {
+        assert!(stats.commits > stats.histories, "commits happen");
+        assert!(stats.faults > 0, "faults happen");
+    }
 }
 
 /// Clients on PostgreSQL, each with its own `PgStorage` (as processes on

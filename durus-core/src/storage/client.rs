@@ -160,6 +160,11 @@ impl ClientStorage {
 }
 
 impl Storage for ClientStorage {
+    fn commit_lock(&mut self) -> Option<std::sync::Arc<dyn crate::storage::CommitLock>> {
+        // The server takes its own lock for a commit exchange.
+        None
+    }
+
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
         self.send(&Request::Load(LoadRequest { oid }))?;
         self.read(LoadReply::decode)?.into_record(oid)

@@ -44,6 +44,11 @@ impl MemoryStorage {
 }
 
 impl Storage for MemoryStorage {
+    fn commit_lock(&mut self) -> Option<std::sync::Arc<dyn crate::storage::CommitLock>> {
+        // The hub's own commit lock is the only one.
+        None
+    }
+
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
         self.records.get(&oid).cloned().ok_or(Error::NotFound(oid))
     }

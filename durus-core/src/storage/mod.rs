@@ -126,10 +126,12 @@ pub trait Storage: Send {
     /// sessions' invalidations, so that what changed in the database is
     /// known when a commit is checked; and it waits for it without holding
     /// its own state, so that loads and syncs go on meanwhile. `None`: the
-    /// hub's own commit lock is enough (a file, memory).
-    fn commit_lock(&mut self) -> Option<Arc<dyn CommitLock>> {
-        None
-    }
+    /// hub's own commit lock is enough (a file, memory, a server).
+    ///
+    /// Required, with no default: a storage that wraps another must pass
+    /// its lock on, or a hub over the wrapper would check commits against
+    /// its own sync point only and could lose another process's update.
+    fn commit_lock(&mut self) -> Option<Arc<dyn CommitLock>>;
 
     /// How long a remote storage has been unreachable, shared with whoever
     /// watches it (a server that exits past a limit). `None`: it cannot be.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// Which operations fail next. Each switch fails one call, then resets.
-#[derive(Default, Debug)]
+#[derive(Default)]
 pub struct Faults {
     /// `end` fails before storing anything.
     pub end: AtomicBool,
@@ -15,6 +15,11 @@ pub struct Faults {
     pub durability: AtomicBool,
     /// `sync` fails (before taking any invalidation).
     pub sync: AtomicBool,
+    /// `end` runs `breaker` first (which breaks the storage's connections
+    /// to its database: the commit runs on a broken session).
+    pub break_in_end: AtomicBool,
+    /// What breaks the connections (set by a test that has them).
+    pub breaker: std::sync::Mutex<Option<Box<dyn Fn() + Send>>>,
     /// How many faults fired.
     pub fired: AtomicU32,
 }
@@ -22,6 +27,18 @@ pub struct Faults {
 impl Faults {
     pub fn arm(flag: &AtomicBool) {
         flag.store(true, Ordering::SeqCst);
+    }
+
+    /// Runs the breaker, if there is one.
+    pub fn break_connections(&self) {
+        if let Some(breaker) = self
+            .breaker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            breaker();
+        }
     }
 
     fn take(&self, flag: &AtomicBool) -> bool {
@@ -89,6 +106,9 @@ impl<S: Storage> Storage for Faulty<S> {
             self.inner.begin();
             return Err(injected("end"));
         }
+        if self.faults.take(&self.faults.break_in_end) {
+            self.faults.break_connections();
+        }
         let durability = self.inner.end(handler)?;
         if self.faults.take(&self.faults.durability) {
             durability.wait()?;
@@ -116,5 +136,13 @@ impl<S: Storage> Storage for Faulty<S> {
 
     fn close(&mut self) -> Result<()> {
         self.inner.close()
+    }
+
+    fn missing(&mut self, oids: &[Oid]) -> Result<Vec<Oid>> {
+        self.inner.missing(oids)
+    }
+
+    fn commit_lock(&mut self) -> Option<Arc<dyn durus_core::storage::CommitLock>> {
+        self.inner.commit_lock()
     }
 }

@@ -215,6 +215,11 @@ impl FileStorage {
 }
 
 impl Storage for FileStorage {
+    fn commit_lock(&mut self) -> Option<std::sync::Arc<dyn crate::storage::CommitLock>> {
+        // The hub's own commit lock is the only one.
+        None
+    }
+
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
         let shelf = self
             .shelf
