@@ -20,9 +20,18 @@
 //! fsync failed, the server went away) is resolved by its client's journal
 //! object, which every writing transaction sets to its own number.
 //!
+//! The two-hub variant (`postgreshubs`) runs two hubs, as two servers,
+//! over one PostgreSQL database, clients alternating between them; its
+//! faults also break the PostgreSQL connections (between steps, and
+//! inside a commit), and now and then a commit that writes a plain object
+//! lets another server's client increment that object from inside its
+//! commit exchange while another session of its hub syncs (the
+//! interleaving that lost updates when a hub checked commits against its
+//! own sync point: seed 4000000 finds it at step 33 on that code).
+//!
 //! CI runs a fixed budget. `DURUS_SIM_SECONDS=N` runs each variant for N
 //! seconds instead; `DURUS_SIM_SEED=S` (with `DURUS_SIM_VARIANT=memory`,
-//! `file` or `server`) replays one history and prints its steps.
+//! `file`, `server`, `postgres` or `postgreshubs`) replays one history and prints its steps.
 
 mod collections_common;
 mod support;
@@ -352,6 +361,133 @@ impl Client {
     }
 }
 
+/// The application name of the meddler's sessions (the breaker spares them).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+const MEDDLER_APP: &str = "durus-sim-meddler";
+
+/// What a meddler's commit gives back: the value it read and wrote (or
+/// why it did not commit).
+type MeddlerOutcome = durus_core::Result<(i64, i64)>;
+
+/// A meddler's commit under way.
+struct MeddlerRun {
+    k: usize,
+    /// Its outcome, when it came before the exchange went on.
+    early: Option<MeddlerOutcome>,
+    done: std::sync::mpsc::Receiver<MeddlerOutcome>,
+}
+
+/// Another server's client that commits from inside a client's commit
+/// exchange (the two-hub variant): the interleaving that lost updates
+/// when a hub checked commits against its own sync point.
+#[derive(Default)]
+struct Meddler {
+    /// The plain object to increment in the next exchange.
+    armed: std::sync::Mutex<Option<usize>>,
+    /// The other server it is a client of.
+    hub: Option<Hub>,
+    running: std::sync::Mutex<Option<MeddlerRun>>,
+}
+
+impl Meddler {
+    /// Inside an exchange on `hub`: increments the armed plain object
+    /// through the other server (in a thread: with a correct lock it waits
+    /// for this exchange), gives it a moment, then syncs another session
+    /// of `hub`.
+    fn meddle(&self, hub: &Hub) {
+        let Some(k) = self.armed.lock().expect("armed").take() else {
+            return;
+        };
+        let Some(other) = self.hub.clone() else {
+            return;
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let conn = Connection::new(other.storage());
+            let out = (|| -> durus_core::Result<(i64, i64)> {
+                let h = handles(&conn)?;
+                let read = h.plains[k].read()?.value;
+                h.plains[k].write()?.value = read + 1;
+                conn.commit()?;
+                Ok((read, read + 1))
+            })();
+            let _ = tx.send(out);
+        });
+        let early = rx.recv_timeout(Duration::from_millis(300)).ok();
+        let _ = hub.session().sync();
+        *self.running.lock().expect("running") = Some(MeddlerRun { k, early, done: rx });
+    }
+}
+
+/// A client's storage in the two-hub variant: its commit handler lets the
+/// meddler in once the exchange is open.
+struct Meddled {
+    inner: durus_core::hub::SharedStorage,
+    meddler: Arc<Meddler>,
+}
+
+struct MeddledHandler<'a> {
+    inner: &'a mut dyn durus_core::storage::CommitHandler,
+    meddler: &'a Meddler,
+    hub: &'a Hub,
+}
+
+impl durus_core::storage::CommitHandler for MeddledHandler<'_> {
+    fn invalidated(
+        &mut self,
+        oids: &[durus_core::Oid],
+    ) -> durus_core::Result<Vec<durus_core::Oid>> {
+        self.meddler.meddle(self.hub);
+        self.inner.invalidated(oids)
+    }
+
+    fn resolve(
+        &mut self,
+        current: Vec<(durus_core::Oid, Vec<u8>)>,
+    ) -> durus_core::Result<Vec<(durus_core::Oid, Vec<u8>)>> {
+        self.inner.resolve(current)
+    }
+}
+
+impl Storage for Meddled {
+    fn load(&mut self, oid: durus_core::Oid) -> durus_core::Result<Vec<u8>> {
+        self.inner.load(oid)
+    }
+    fn bulk_load(&mut self, oids: &[durus_core::Oid]) -> durus_core::Result<Vec<Vec<u8>>> {
+        self.inner.bulk_load(oids)
+    }
+    fn new_oid(&mut self) -> durus_core::Result<durus_core::Oid> {
+        self.inner.new_oid()
+    }
+    fn begin(&mut self) {
+        self.inner.begin()
+    }
+    fn store(&mut self, oid: durus_core::Oid, record: Vec<u8>) -> durus_core::Result<()> {
+        self.inner.store(oid, record)
+    }
+    fn end(
+        &mut self,
+        handler: &mut dyn durus_core::storage::CommitHandler,
+    ) -> durus_core::Result<durus_core::storage::Durability> {
+        let hub = self.inner.session().hub().clone();
+        let mut meddled = MeddledHandler {
+            inner: handler,
+            meddler: &self.meddler,
+            hub: &hub,
+        };
+        self.inner.end(&mut meddled)
+    }
+    fn sync(&mut self) -> durus_core::Result<Vec<durus_core::Oid>> {
+        self.inner.sync()
+    }
+    fn pack(&mut self) -> durus_core::Result<()> {
+        self.inner.pack()
+    }
+    fn commit_lock(&mut self) -> Option<Arc<dyn durus_core::storage::CommitLock>> {
+        self.inner.commit_lock()
+    }
+}
+
 /// The storage and the server under the clients.
 struct Stack {
     hub: Hub,
@@ -362,6 +498,9 @@ struct Stack {
     pg_url: Option<String>,
     /// The second hub of the two-hub variant (clients alternate).
     second: Option<Hub>,
+    /// The two-hub variant's commits made from inside a client's commit
+    /// exchange.
+    meddler: Option<Arc<Meddler>>,
     /// How many clients connected (which hub the next one gets).
     connected: std::sync::atomic::AtomicUsize,
     /// Keeps the PostgreSQL cluster running while the history runs.
@@ -440,6 +579,7 @@ fn stack(variant: Variant, scratch: &Option<support::Scratch>, ff: &Arc<FileFaul
             server: None,
             pg_url: Some(url),
             second: None,
+            meddler: None,
             connected: Default::default(),
             _cluster: Some(cluster),
         };
@@ -458,17 +598,25 @@ fn stack(variant: Variant, scratch: &Option<support::Scratch>, ff: &Arc<FileFaul
             // Ends every session on the database (the checker's too).
             let _ = admin.lock().expect("admin").execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = $1 AND pid <> pg_backend_pid()",
-                &[&db],
+                 WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name <> $2",
+                &[&db, &MEDDLER_APP],
             );
         }));
         let hub = |url: &str| {
             let pg = PgStorage::connect(url).expect("connect");
             Hub::new(Faulty::sharing(pg, faults.clone()))
         };
+        // A third server's client, spared by the faults and the breaker.
+        let third =
+            PgStorage::connect(&format!("{url}?application_name={MEDDLER_APP}")).expect("connect");
+        let meddler = Meddler {
+            hub: Some(Hub::new(third)),
+            ..Meddler::default()
+        };
         return Stack {
             hub: hub(&url),
             second: Some(hub(&url)),
+            meddler: Some(Arc::new(meddler)),
             faults,
             server: None,
             pg_url: Some(url),
@@ -497,6 +645,7 @@ fn finish_stack(hub: Hub, faults: Arc<Faults>, variant: Variant) -> Stack {
         server,
         pg_url: None,
         second: None,
+        meddler: None,
         connected: Default::default(),
         #[cfg(feature = "postgres")]
         _cluster: None,
@@ -508,9 +657,12 @@ impl Stack {
     /// (with the fault switches), or on the hub.
     fn connect(&self) -> Connection {
         let n = self.connected.fetch_add(1, Ordering::Relaxed);
-        if let Some(second) = &self.second {
-            let hub = if n % 2 == 0 { &self.hub } else { second };
-            return Connection::new(hub.storage());
+        if let (Some(second), Some(meddler)) = (&self.second, &self.meddler) {
+            let hub = if n.is_multiple_of(2) { &self.hub } else { second };
+            return Connection::new(Meddled {
+                inner: hub.storage(),
+                meddler: meddler.clone(),
+            });
         }
         #[cfg(feature = "postgres")]
         if let Some(url) = &self.pg_url {
@@ -859,12 +1011,94 @@ impl Sim {
             self.clients[i].effects.push(Effect::Journal(i, seq));
         }
         self.log(|| format!("{step}: client {i} effects {:?}", self.clients[i].effects));
+        self.arm_meddler(step, i, kind);
         let result = self.with_guard(i, |sim| match kind {
             Boundary::Commit => sim.clients[i].conn.commit(),
             Boundary::Abort => sim.clients[i].conn.abort(),
             Boundary::Sync => sim.clients[i].conn.sync(),
         });
         self.log(|| format!("{step}: client {i} {kind:?} -> {result:?}"));
+        // What the meddler acknowledged before this commit went on came first.
+        let late = self.settle_meddler_early(step)?;
+        let out = self.boundary_result(step, i, kind, result);
+        self.settle_meddler_late(step, late)?;
+        out
+    }
+
+    /// In the two-hub variant, now and then, a commit that writes a plain
+    /// object has another server's client increment the same object from
+    /// inside its commit exchange, while a session of its own hub syncs.
+    fn arm_meddler(&mut self, step: usize, i: usize, kind: Boundary) {
+        let Some(meddler) = self.stack.meddler.clone() else {
+            return;
+        };
+        let plain = self.clients[i].effects.iter().find_map(|e| match e {
+            Effect::Plain { k, .. } => Some(*k),
+            _ => None,
+        });
+        if let (Boundary::Commit, Some(k)) = (kind, plain) {
+            if self.chance(50) {
+                self.log(|| format!("{step}: meddler armed on plain {k}"));
+                *meddler.armed.lock().expect("armed") = Some(k);
+            }
+        }
+    }
+
+    /// Applies the meddler's commit if it was acknowledged before the
+    /// exchange it ran in went on; returns it if it is still running.
+    fn settle_meddler_early(&mut self, step: usize) -> Result<Option<MeddlerRun>, String> {
+        let Some(meddler) = self.stack.meddler.clone() else {
+            return Ok(None);
+        };
+        meddler.armed.lock().expect("armed").take();
+        let Some(mut run) = meddler.running.lock().expect("running").take() else {
+            return Ok(None);
+        };
+        match run.early.take() {
+            Some(done) => {
+                self.meddler_done(step, run.k, done)?;
+                Ok(None)
+            }
+            None => Ok(Some(run)),
+        }
+    }
+
+    /// Waits for a meddler's commit that waited for the exchange's lock.
+    fn settle_meddler_late(&mut self, step: usize, run: Option<MeddlerRun>) -> Result<(), String> {
+        let Some(run) = run else {
+            return Ok(());
+        };
+        let done = run
+            .done
+            .recv_timeout(Duration::from_secs(60))
+            .map_err(|_| format!("step {step}: the meddler's commit never finished"))?;
+        self.meddler_done(step, run.k, done)
+    }
+
+    fn meddler_done(&mut self, step: usize, k: usize, out: MeddlerOutcome) -> Result<(), String> {
+        self.log(|| format!("{step}: meddler on plain {k} -> {out:?}"));
+        match out {
+            Ok((read, new)) => {
+                self.stats.commits += 1;
+                self.model
+                    .apply(&[Effect::Plain { k, read, new }])
+                    .map_err(|e| format!("step {step}: meddler: {e}"))
+            }
+            Err(e) if e.is_conflict() => {
+                self.stats.conflicts += 1;
+                Ok(())
+            }
+            Err(e) => Err(format!("step {step}: the meddler's commit failed: {e}")),
+        }
+    }
+
+    fn boundary_result(
+        &mut self,
+        step: usize,
+        i: usize,
+        kind: Boundary,
+        result: durus_core::Result<()>,
+    ) -> Result<(), String> {
         match (kind, result) {
             (Boundary::Commit, Ok(())) => {
                 self.stats.commits += 1;
