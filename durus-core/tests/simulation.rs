@@ -521,6 +521,9 @@ struct Sim {
     trace: bool,
     /// Figures of the run, summed over histories.
     stats: Stats,
+    /// A meddler's commit acknowledged after the exchange it ran in, to
+    /// apply after that exchange's effects.
+    late_meddler: Option<(usize, MeddlerOutcome)>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -658,7 +661,11 @@ impl Stack {
     fn connect(&self) -> Connection {
         let n = self.connected.fetch_add(1, Ordering::Relaxed);
         if let (Some(second), Some(meddler)) = (&self.second, &self.meddler) {
-            let hub = if n.is_multiple_of(2) { &self.hub } else { second };
+            let hub = if n.is_multiple_of(2) {
+                &self.hub
+            } else {
+                second
+            };
             return Connection::new(Meddled {
                 inner: hub.storage(),
                 meddler: meddler.clone(),
@@ -729,6 +736,7 @@ impl Sim {
                 histories: 1,
                 ..Stats::default()
             },
+            late_meddler: None,
         }
     }
 
@@ -1018,10 +1026,11 @@ impl Sim {
             Boundary::Sync => sim.clients[i].conn.sync(),
         });
         self.log(|| format!("{step}: client {i} {kind:?} -> {result:?}"));
-        // What the meddler acknowledged before this commit went on came first.
-        let late = self.settle_meddler_early(step)?;
+        // What the meddler acknowledged before this commit went on came
+        // first; what waited for its lock comes after its effects.
+        self.settle_meddler(step)?;
         let out = self.boundary_result(step, i, kind, result);
-        self.settle_meddler_late(step, late)?;
+        self.apply_late_meddler(step)?;
         out
     }
 
@@ -1044,35 +1053,35 @@ impl Sim {
         }
     }
 
-    /// Applies the meddler's commit if it was acknowledged before the
-    /// exchange it ran in went on; returns it if it is still running.
-    fn settle_meddler_early(&mut self, step: usize) -> Result<Option<MeddlerRun>, String> {
+    /// Once the exchange the meddler ran in is over: applies its commit
+    /// if it was acknowledged before the exchange went on; otherwise waits
+    /// for it (it waited for the exchange's lock) and keeps its outcome
+    /// for after the exchange's own effects.
+    fn settle_meddler(&mut self, step: usize) -> Result<(), String> {
         let Some(meddler) = self.stack.meddler.clone() else {
-            return Ok(None);
+            return Ok(());
         };
         meddler.armed.lock().expect("armed").take();
         let Some(mut run) = meddler.running.lock().expect("running").take() else {
-            return Ok(None);
-        };
-        match run.early.take() {
-            Some(done) => {
-                self.meddler_done(step, run.k, done)?;
-                Ok(None)
-            }
-            None => Ok(Some(run)),
-        }
-    }
-
-    /// Waits for a meddler's commit that waited for the exchange's lock.
-    fn settle_meddler_late(&mut self, step: usize, run: Option<MeddlerRun>) -> Result<(), String> {
-        let Some(run) = run else {
             return Ok(());
         };
+        if let Some(done) = run.early.take() {
+            return self.meddler_done(step, run.k, done);
+        }
         let done = run
             .done
             .recv_timeout(Duration::from_secs(60))
             .map_err(|_| format!("step {step}: the meddler's commit never finished"))?;
-        self.meddler_done(step, run.k, done)
+        self.late_meddler = Some((run.k, done));
+        Ok(())
+    }
+
+    /// Applies a meddler's commit that came after the exchange's.
+    fn apply_late_meddler(&mut self, step: usize) -> Result<(), String> {
+        match self.late_meddler.take() {
+            Some((k, done)) => self.meddler_done(step, k, done),
+            None => Ok(()),
+        }
     }
 
     fn meddler_done(&mut self, step: usize, k: usize, out: MeddlerOutcome) -> Result<(), String> {
@@ -1204,6 +1213,7 @@ impl Sim {
     /// A transaction ended: a new one starts with fresh handles. Now and
     /// then the client checks it sees every acknowledged commit.
     fn end_transaction(&mut self, step: usize, i: usize) -> Result<(), String> {
+        self.apply_late_meddler(step)?;
         self.clients[i].clear();
         if self.file_faults.fired.load(Ordering::SeqCst) {
             return self.restart(step);
