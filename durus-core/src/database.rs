@@ -13,6 +13,11 @@
 //!   and returns a future, for async services: the runtime's threads never
 //!   block on the database.
 //!
+//! Handles (`PRef`s) taken in a transaction may be kept and read after it,
+//! but a `write` outside a transaction fails with
+//! [`Error::TransactionEnded`]: nothing would ever commit it. Take the
+//! handle again (or use it) inside the next transaction.
+//!
 //! A connection whose server went away is replaced at the next attempt.
 //! See docs/SERVICES.md for the model in a page.
 
@@ -298,7 +303,12 @@ impl Database {
         let mut wait = options.backoff;
         let mut attempt = 1;
         loop {
-            match self.attempt(slot, f) {
+            let out = self.attempt(slot, f);
+            // Handles taken in `f` must not be written from now on.
+            if let Some(conn) = slot {
+                conn.close_writes(true);
+            }
+            match out {
                 Ok(v) => return Ok(v),
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Retry(e)) if attempt >= options.attempts.max(1) => return Err(e),
@@ -327,6 +337,7 @@ impl Database {
                 Err(e) => return Err(Failure::Retry(e.into())),
             },
         };
+        conn.close_writes(false);
         // A fresh transaction: it sees every commit made before it.
         if let Err(e) = conn.abort() {
             let gone = conn.is_closed();

@@ -66,6 +66,20 @@ pub enum Error {
     /// commit) before anything else.
     #[error("the transaction needs an abort (after a conflict or a failed commit)")]
     NeedsAbort,
+    /// A handle from [`Database::transaction`](crate::Database::transaction)
+    /// was written after its transaction ended: the change could never be
+    /// committed, so the write is refused rather than dropped.
+    #[error(
+        "{} ({class}): cannot write it, the Database transaction it was taken in has ended; \
+         take it again inside a new transaction",
+        object(.oid)
+    )]
+    TransactionEnded {
+        /// The object, when it has an oid.
+        oid: Option<Oid>,
+        /// The class of the object.
+        class: String,
+    },
     /// A commit failed at a point where it may have been stored (an fsync
     /// failed, the server went away before answering). What the storage
     /// holds tells; the storage refuses further commits until reopened.

@@ -26,6 +26,12 @@ use std::rc::{Rc, Weak};
 pub const DEFAULT_CACHE_SIZE: usize = 100_000;
 
 /// A connection to a storage: the root, the cache, commit and abort.
+///
+/// As in Durus, a transaction is always open: after `commit` or `abort`
+/// the next one begins, and a change made then (through any handle this
+/// connection gave out) waits for the next `commit`, or is dropped by the
+/// next `abort`. A [`Database`](crate::Database) closes that gap: there, a
+/// handle refuses writes between transactions.
 pub struct Connection {
     inner: Rc<ConnInner>,
 }
@@ -56,6 +62,9 @@ pub(crate) struct ConnInner {
     attached_new: RefCell<Vec<Rc<dyn ErasedObj>>>,
     /// `root()` was handed oid 0 for a root whose commit has not succeeded.
     root_reserved: Cell<bool>,
+    /// Writes are refused: a `Database` connection between its transactions
+    /// (a change made now could never be committed, see `Database`).
+    writes_closed: Cell<bool>,
     /// Counts commits and aborts; stamps every access.
     serial: Cell<u64>,
     loads: Cell<u64>,
@@ -96,6 +105,7 @@ impl Connection {
             state: Cell::new(TxState::Active),
             attached_new: RefCell::new(Vec::new()),
             root_reserved: Cell::new(false),
+            writes_closed: Cell::new(false),
             serial: Cell::new(1),
             loads: Cell::new(0),
             merges: Cell::new(0),
@@ -272,6 +282,13 @@ impl Connection {
         self.inner.serial()
     }
 
+    /// Opens (`false`) or closes (`true`) this connection for writes: a
+    /// `Database` closes its connections between transactions, so that a
+    /// handle kept past its transaction is refused instead of dropped.
+    pub(crate) fn close_writes(&self, closed: bool) {
+        self.inner.writes_closed.set(closed);
+    }
+
     /// True when the storage can no longer be used (a server connection
     /// that broke): the connection must be replaced.
     pub fn is_closed(&self) -> bool {
@@ -329,6 +346,11 @@ impl ConnInner {
 
     fn rc(&self) -> Result<Rc<ConnInner>> {
         self.this.upgrade().ok_or(Error::WrongConnection(None))
+    }
+
+    /// True while writes are refused (see [`Connection::close_writes`]).
+    pub(crate) fn writes_closed(&self) -> bool {
+        self.writes_closed.get()
     }
 
     /// `Ok` when the transaction allows reads, writes and loads.

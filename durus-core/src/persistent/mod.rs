@@ -357,7 +357,19 @@ impl<T: Persistent> PRef<T> {
     }
 
     /// Borrows the state for writing and marks the object changed.
+    ///
+    /// A handle taken in a [`Database::transaction`](crate::Database::transaction)
+    /// refuses writes once that transaction ended (`TransactionEnded`); on a
+    /// plain [`Connection`](crate::Connection) a write after a commit belongs
+    /// to the next transaction, as in Durus.
     pub fn write(&self) -> Result<RefMut<'_, T>> {
+        let closed = self.0.hdr.conn.borrow().upgrade().is_some_and(|c| c.writes_closed());
+        if closed {
+            return Err(Error::TransactionEnded {
+                oid: self.oid(),
+                class: T::CLASS_NAME.to_string(),
+            });
+        }
         self.access()?;
         let oid = self.oid();
         let state = self
