@@ -24,7 +24,7 @@
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
-use crate::storage::{FileOptions, FileStorage, MemoryStorage};
+use crate::storage::{ClientOptions, FileOptions, FileStorage, MemoryStorage};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -58,6 +58,10 @@ pub struct DatabaseOptions {
     pub max_backoff: Duration,
     /// The cache size of each connection (loaded objects).
     pub cache_size: usize,
+    /// Connect and read timeouts of connections to a server. A request
+    /// that times out fails the transaction (it is not retried: each
+    /// attempt would wait as long again) and the connection is replaced.
+    pub client: ClientOptions,
 }
 
 impl Default for DatabaseOptions {
@@ -68,6 +72,7 @@ impl Default for DatabaseOptions {
             backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(200),
             cache_size: crate::connection::DEFAULT_CACHE_SIZE,
+            client: ClientOptions::default(),
         }
     }
 }
@@ -162,10 +167,16 @@ impl Database {
     /// A database on a storage server at `address` (`host:port` or a
     /// Unix-domain socket path). Connects once to check the address.
     pub fn connect(address: &str) -> Result<Database> {
-        drop(Connection::connect(address)?);
+        Database::connect_with(address, DatabaseOptions::default())
+    }
+
+    /// As [`connect`](Database::connect), with these options (timeouts in
+    /// [`DatabaseOptions::client`]).
+    pub fn connect_with(address: &str, options: DatabaseOptions) -> Result<Database> {
+        drop(Connection::connect_with(address, options.client)?);
         Ok(Database::with_source(
             Source::Server(address.to_string()),
-            DatabaseOptions::default(),
+            options,
         ))
     }
 
@@ -199,7 +210,9 @@ impl Database {
     pub fn connection(&self) -> Result<Connection> {
         let conn = match &self.shared.source {
             Source::Hub(hub) => Connection::new(hub.storage()),
-            Source::Server(address) => Connection::connect(address)?,
+            Source::Server(address) => {
+                Connection::connect_with(address, self.shared.options.client)?
+            }
         };
         conn.set_cache_size(self.shared.options.cache_size);
         Ok(conn)
@@ -333,6 +346,7 @@ impl Database {
             Some(conn) => conn,
             None => match self.connection() {
                 Ok(conn) => slot.insert(conn),
+                Err(e) if e.is_timeout() => return Err(Failure::Final(e.into())),
                 // The server is not there (yet): nothing was done.
                 Err(e) => return Err(Failure::Retry(e.into())),
             },
@@ -340,7 +354,7 @@ impl Database {
         conn.close_writes(false);
         // A fresh transaction: it sees every commit made before it.
         if let Err(e) = conn.abort() {
-            let gone = conn.is_closed();
+            let gone = conn.is_closed() && !conn.timed_out();
             return Err(if gone {
                 Failure::Retry(e.into())
             } else {
@@ -352,7 +366,8 @@ impl Database {
             Err(e) => {
                 let conflicted = conn.needs_abort();
                 let _ = conn.abort();
-                return Err(if conflicted || conn.is_closed() {
+                let gone = conn.is_closed() && !conn.timed_out();
+                return Err(if conflicted || gone {
                     Failure::Retry(e)
                 } else {
                     Failure::Final(e)
@@ -367,7 +382,7 @@ impl Database {
                     Error::OutcomeUnknown(_) => false,
                     e if e.is_conflict() => true,
                     // The commit was not sent whole: nothing was stored.
-                    _ => conn.is_closed(),
+                    _ => conn.is_closed() && !conn.timed_out(),
                 };
                 Err(if retry {
                     Failure::Retry(e.into())

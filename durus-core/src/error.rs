@@ -375,6 +375,18 @@ impl Error {
         })
     }
 
+    /// True when a server did not answer in time (see
+    /// [`ClientOptions`](crate::storage::ClientOptions)). A commit sent and
+    /// not answered is [`Error::OutcomeUnknown`] instead.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Storage(StorageError::Io { source, .. }) | Error::Io(source) => {
+                source.kind() == io::ErrorKind::TimedOut
+            }
+            _ => false,
+        }
+    }
+
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: io::Error) -> Error {
         Error::Storage(StorageError::Io {

@@ -79,10 +79,20 @@ impl Connection {
     }
 
     /// A connection to a storage server at `address` (`host:port` or a
-    /// Unix-domain socket path), with the default cache size.
+    /// Unix-domain socket path), with the default cache size and timeouts.
     pub fn connect(address: &str) -> Result<Connection> {
-        Ok(Connection::new(crate::storage::ClientStorage::connect(
-            address,
+        Connection::connect_with(address, crate::storage::ClientOptions::default())
+    }
+
+    /// As [`connect`](Connection::connect), with these timeouts. A request
+    /// that times out fails, and the connection is closed
+    /// ([`is_closed`](Connection::is_closed)): make a new one.
+    pub fn connect_with(
+        address: &str,
+        options: crate::storage::ClientOptions,
+    ) -> Result<Connection> {
+        Ok(Connection::new(crate::storage::ClientStorage::connect_with(
+            address, options,
         )?))
     }
 
@@ -293,6 +303,12 @@ impl Connection {
     /// that broke): the connection must be replaced.
     pub fn is_closed(&self) -> bool {
         self.inner.storage.try_borrow().is_ok_and(|s| s.is_closed())
+    }
+
+    /// True when the storage was closed because its server did not answer
+    /// in time (see [`ClientOptions`](crate::storage::ClientOptions)).
+    pub fn timed_out(&self) -> bool {
+        self.inner.storage.try_borrow().is_ok_and(|s| s.timed_out())
     }
 
     /// Runs `f` on the storage (for tools: pack progress, statistics).
