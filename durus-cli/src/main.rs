@@ -47,10 +47,11 @@ enum Command {
         target: TargetArgs,
     },
     /// Check a storage file's structure, or a PostgreSQL database's records
-    /// (each decodes, no dangling reference, what is reachable).
-    Verify(TargetArgs),
-    /// Repair a storage file's torn tail.
-    Repair(TargetArgs),
+    /// (each decodes, no dangling reference, what is reachable). On a file
+    /// a server is writing, it checks up to the last complete transaction.
+    Verify(StorageArgs),
+    /// Repair a storage file's torn tail (no server may have it open).
+    Repair(StorageArgs),
     /// Copy every record, oids kept, from one storage into an empty one
     /// (a file or a postgresql:// URL, either way).
     Convert {
@@ -286,9 +287,32 @@ impl ServerArgs {
     }
 }
 
+/// A storage file or PostgreSQL database, read directly (never a server).
+#[derive(Args)]
+struct StorageArgs {
+    /// A storage file (or, for verify, a postgresql:// URL).
+    #[arg(value_name = "STORAGE", required_unless_present = "file", conflicts_with = "file")]
+    path: Option<PathBuf>,
+    /// A storage file, as an option.
+    #[arg(long)]
+    file: Option<PathBuf>,
+}
+
+impl StorageArgs {
+    fn storage(&self) -> Target {
+        let name = self.path.clone().or_else(|| self.file.clone()).unwrap_or_default();
+        Target::storage(name.as_os_str())
+    }
+}
+
+/// Where a tool finds its database: a file or a postgresql:// URL given as
+/// STORAGE (or --file), otherwise the server at --host/--port (or
+/// --address).
 #[derive(Args)]
 struct TargetArgs {
-    /// A storage file or a postgresql:// URL (otherwise a server is used).
+    /// A storage file or a postgresql:// URL; without it, the server at
+    /// --host/--port (or --address) is used. A file that does not exist is
+    /// an error.
     #[arg(value_name = "STORAGE", conflicts_with_all = ["file", "host", "port", "address"])]
     path: Option<PathBuf>,
     /// A storage file, as an option.
@@ -446,9 +470,9 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Pack(t) => tools::pack(&t.target())?,
+        Command::Pack(t) => tools::pack(&t.target(), &mut std::io::stdout())?,
         Command::Census(t) => {
-            let mut storage = tools::open_storage(&t.target(), FsyncPolicy::Always)?;
+            let mut storage = tools::open_existing(&t.target(), FsyncPolicy::Always)?;
             let lines = tools::census(storage.as_mut(), &tools::progress("objects"))?;
             println!("{:>10} {:>14}  class", "count", "bytes");
             for l in lines {
@@ -456,11 +480,11 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
             }
         }
         Command::Show { oid, target } => {
-            let mut storage = tools::open_storage(&target.target(), FsyncPolicy::Always)?;
+            let mut storage = tools::open_existing(&target.target(), FsyncPolicy::Always)?;
             println!("{}", tools::show(storage.as_mut(), Oid(oid))?);
         }
         Command::Referrers { oid, target } => {
-            let mut storage = tools::open_storage(&target.target(), FsyncPolicy::Always)?;
+            let mut storage = tools::open_existing(&target.target(), FsyncPolicy::Always)?;
             let found = tools::referrers(storage.as_mut(), Oid(oid), &tools::progress("objects"))?;
             for r in found {
                 println!("{r}");
@@ -468,16 +492,10 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
         }
         Command::Bench(b) => return bench(b),
         Command::Verify(t) => {
-            let sound = match t.target() {
+            let sound = match t.storage() {
                 Target::File(path) => tools::verify(&path, &mut std::io::stdout())?,
                 Target::Postgres(url) => tools::verify_postgres(&url, &mut std::io::stdout())?,
-                Target::Server(_) => {
-                    eprintln!(
-                        "durus: verify works on a storage file or a PostgreSQL database: \
-                         give its path or URL"
-                    );
-                    return Ok(ExitCode::FAILURE);
-                }
+                Target::Server(_) => unreachable_target()?,
             };
             if !sound {
                 return Ok(ExitCode::FAILURE);
@@ -491,10 +509,7 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
             )?;
         }
         Command::Repair(t) => {
-            let Some(path) = t
-                .file()
-                .filter(|f| !matches!(Target::storage(f.as_os_str()), Target::Postgres(_)))
-            else {
+            let Target::File(path) = t.storage() else {
                 eprintln!("durus: repair works on a storage file: give its path");
                 return Ok(ExitCode::FAILURE);
             };
@@ -502,6 +517,14 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `StorageArgs` never names a server; an error rather than a panic all the same.
+fn unreachable_target() -> durus_core::Result<bool> {
+    Err(durus_core::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        "give a storage file or a postgresql:// URL",
+    )))
 }
 
 fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {

@@ -313,10 +313,12 @@ pub enum StorageError {
     /// The last transaction is incomplete (a write cut short, as by a power
     /// loss): it starts at `offset` and `bytes` bytes of it are on disk.
     #[error(
-        "torn last transaction at offset {offset} ({bytes} bytes to the end of the file): \
-         {message}; open with repair to truncate it"
+        "{path}: torn last transaction at offset {offset} ({bytes} bytes to the end of the \
+         file): {message}; `durus repair {path}` cuts it"
     )]
     TornTail {
+        /// The file.
+        path: String,
         /// Where the torn transaction starts.
         offset: u64,
         /// How many of its bytes are on disk.

@@ -22,7 +22,6 @@ use durus_core::server::Address;
 use durus_core::server::{Server, ServerConfig};
 pub use durus_core::storage::FsyncPolicy;
 
-use durus_core::error::StorageError;
 use durus_core::storage::file;
 use durus_core::storage::{ClientStorage, FileOptions, FileStorage, Storage};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
@@ -100,6 +99,48 @@ impl std::fmt::Display for Target {
             Target::Server(address) => write!(f, "{address}"),
         }
     }
+}
+
+/// Opens the storage of `target` for a tool that reads it: a file that
+/// does not exist is an error (see [`require_file`]), never a new database.
+pub fn open_existing(target: &Target, fsync: FsyncPolicy) -> Result<Box<dyn Storage>> {
+    if let Target::File(path) = target {
+        require_file(path)?;
+    }
+    open_storage(target, fsync)
+}
+
+/// `Ok` when `path` exists; otherwise an error that names it, with a hint
+/// when it looks like a server's HOST:PORT.
+pub fn require_file(path: &Path) -> Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut why = format!(
+        "{}: no such file (a tool that reads a database never creates one)",
+        path.display()
+    );
+    if let Some((host, port)) = host_port(path) {
+        why.push_str(&format!(
+            "; to reach the server at {host}:{port}, give --host {host} --port {port}"
+        ));
+    }
+    Err(Error::Io(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        why,
+    )))
+}
+
+/// The host and port of a name like `host:port` (no `/`, a numeric port).
+fn host_port(path: &Path) -> Option<(String, u16)> {
+    let text = path.to_str()?;
+    if text.contains('/') {
+        return None;
+    }
+    let (host, port) = text.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
 /// Opens the storage of `target`.
@@ -185,8 +226,10 @@ fn temporary_file() -> PathBuf {
 }
 
 /// Checks the structure of a storage file and writes what it found to `out`.
-/// Returns whether the file is sound.
+/// Returns whether the file is sound. On a file a server is writing, it
+/// checks up to the last complete transaction and says so.
 pub fn verify(path: &Path, out: &mut dyn Write) -> Result<bool> {
+    require_file(path)?;
     let progress = progress("records");
     let report = file::verify_with_progress(path, &mut |n| progress.set_position(n))?;
     progress.finish_and_clear();
@@ -206,41 +249,52 @@ pub fn verify(path: &Path, out: &mut dyn Write) -> Result<bool> {
         report.dangling
     )
     .map_err(w)?;
+    if let Some(offset) = report.writer_at_work {
+        writeln!(
+            out,
+            "a writer (a server?) holds the lock and is writing a transaction at offset \
+             {offset}: checked up to it"
+        )
+        .map_err(w)?;
+    }
     for problem in &report.problems {
         writeln!(out, "problem at {problem}").map_err(w)?;
+    }
+    if report
+        .problems
+        .iter()
+        .any(|p| p.message.starts_with("torn last transaction"))
+    {
+        writeln!(
+            out,
+            "no writer holds the lock: `durus repair {}` cuts the torn transaction",
+            path.display()
+        )
+        .map_err(w)?;
     }
     writeln!(out, "{}", if report.is_ok() { "ok" } else { "NOT OK" }).map_err(w)?;
     Ok(report.is_ok())
 }
 
 /// Truncates a torn last transaction of a storage file, first saying what
-/// it will cut. Returns whether anything was cut.
+/// it will cut (once it holds the writer's lock: a file a server has open
+/// is refused before anything is said). Returns whether anything was cut.
 pub fn repair(path: &Path, out: &mut dyn Write) -> Result<bool> {
+    require_file(path)?;
     let w = |e| Error::Io(e);
-    match FileStorage::open_with(path, FileOptions::new().read_only(true)) {
-        Ok(_) => {
-            writeln!(
-                out,
-                "{}: no torn transaction, nothing to cut",
-                path.display()
-            )
-            .map_err(w)?;
-            return Ok(false);
-        }
-        Err(Error::Storage(StorageError::TornTail {
-            offset,
-            bytes,
-            message,
-        })) => writeln!(
+    let shown = path.display();
+    let report = file::repair_announced(path, &mut |cut| {
+        writeln!(
             out,
-            "{}: cutting {bytes} bytes at offset {offset}: {message}",
-            path.display()
+            "{shown}: cutting {} bytes at offset {}: {}",
+            cut.bytes, cut.offset, cut.reason
         )
-        .map_err(w)?,
-        Err(e) => return Err(e),
+        .map_err(w)
+    })?;
+    match report.cut {
+        Some(_) => writeln!(out, "{shown}: now {} bytes", report.file_len).map_err(w)?,
+        None => writeln!(out, "{shown}: no torn transaction, nothing to cut").map_err(w)?,
     }
-    let report = file::repair(path)?;
-    writeln!(out, "{}: now {} bytes", path.display(), report.file_len).map_err(w)?;
     Ok(report.cut.is_some())
 }
 
@@ -272,9 +326,38 @@ pub fn stop(address: &Address, wait: Duration) -> Result<bool> {
     ))
 }
 
-/// Packs the storage of `target`.
-pub fn pack(target: &Target) -> Result<()> {
-    let mut storage = open_storage(target, FsyncPolicy::Always)?;
+/// Packs the storage of `target` and says what it did to `out`: for a
+/// file, its size before and after and where the old file is kept.
+pub fn pack(target: &Target, out: &mut dyn Write) -> Result<()> {
+    let before = match target {
+        Target::File(path) => {
+            require_file(path)?;
+            std::fs::metadata(path).ok().map(|m| m.len())
+        }
+        _ => None,
+    };
+    let mut storage = open_existing(target, FsyncPolicy::Always)?;
     storage.pack()?;
-    storage.close()
+    storage.close()?;
+    let w = |e| Error::Io(e);
+    match target {
+        Target::File(path) => {
+            let after = std::fs::metadata(path).map(|m| m.len()).ok();
+            let mut prepack = path.clone().into_os_string();
+            prepack.push(".prepack");
+            writeln!(
+                out,
+                "packed {}: {} bytes before, {} after; the old file is kept as {}",
+                path.display(),
+                before.map_or("?".into(), |n| n.to_string()),
+                after.map_or("?".into(), |n| n.to_string()),
+                Path::new(&prepack).display()
+            )
+            .map_err(w)
+        }
+        Target::Server(address) => {
+            writeln!(out, "packed the database served at {address}").map_err(w)
+        }
+        Target::Postgres(_) => writeln!(out, "packed {target}").map_err(w),
+    }
 }
