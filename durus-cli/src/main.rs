@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a storage server (Durus protocol 1).
+    /// Run a storage server (Durus protocol 1) until `durus stop`, SIGTERM
+    /// or SIGINT (each stops it gracefully: exit 0).
     Serve(ServeArgs),
     /// Stop a running server gracefully.
     Stop(ServerArgs),
@@ -460,6 +461,7 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
                     client_timeout: a.timeout.0,
                     max_connections: a.max_connections,
                 },
+                stop_on_signals: true,
             };
             tools::serve(options, &mut std::io::stdout())?;
         }

@@ -173,9 +173,14 @@ pub struct ServeOptions {
     pub fsync: FsyncPolicy,
     /// Listening address, timeouts, background pack threshold.
     pub config: ServerConfig,
+    /// Stop gracefully on SIGTERM and SIGINT, as on `durus stop` (the
+    /// command's choice; a server inside another program leaves its
+    /// signals alone).
+    pub stop_on_signals: bool,
 }
 
-/// Serves a storage until a client sends `Q`. Writes `serving on ADDRESS`
+/// Serves a storage until a client sends `Q` (or, with
+/// `stop_on_signals`, until SIGTERM or SIGINT). Writes `serving on ADDRESS`
 /// to `announce` once listening (the real port when port 0 was asked for).
 /// Without a file, as Durus does, it serves a new temporary file, removed
 /// when the server stops.
@@ -209,12 +214,42 @@ fn serve_storage(
     options: ServeOptions,
     announce: &mut dyn Write,
 ) -> Result<()> {
+    let stop_on_signals = options.stop_on_signals;
     let server = Server::bind(Hub::from_boxed(storage), options.config)?;
+    let signals = if stop_on_signals {
+        Some(stop_on_signal(server.handle())?)
+    } else {
+        None
+    };
     let address = server.local_address()?;
     writeln!(announce, "serving on {address}")
         .and_then(|()| announce.flush())
         .map_err(Error::Io)?;
-    server.serve()
+    let served = server.serve();
+    if let Some(signals) = signals {
+        signals.close();
+    }
+    served
+}
+
+/// Stops the server through `handle` when SIGTERM or SIGINT arrives, so
+/// that sessions end, the file is closed and the process exits 0. Returns
+/// the handle that ends the watching thread.
+fn stop_on_signal(handle: durus_core::server::ServerHandle) -> Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| Error::io("watch SIGTERM and SIGINT", e))?;
+    let closer = signals.handle();
+    std::thread::Builder::new()
+        .name("durus-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!("signal {signal}: stopping");
+                handle.stop();
+            }
+        })
+        .map_err(|e| Error::io("start the signal thread", e))?;
+    Ok(closer)
 }
 
 fn temporary_file() -> PathBuf {
