@@ -21,13 +21,12 @@
 //! A connection whose server went away is replaced at the next attempt.
 //! See docs/SERVICES.md for the model in a page.
 
-use crate::connection::Connection;
+use crate::connection::{Backoff, Connection};
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::storage::{ClientOptions, FileOptions, FileStorage, MemoryStorage};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -69,8 +68,8 @@ impl Default for DatabaseOptions {
         DatabaseOptions {
             pool_size: std::thread::available_parallelism().map_or(2, |n| n.get()),
             attempts: 10,
-            backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(200),
+            backoff: crate::connection::DEFAULT_BACKOFF,
+            max_backoff: crate::connection::DEFAULT_MAX_BACKOFF,
             cache_size: crate::connection::DEFAULT_CACHE_SIZE,
             client: ClientOptions::default(),
         }
@@ -313,7 +312,7 @@ impl Database {
         E: From<Error>,
     {
         let options = &self.shared.options;
-        let mut wait = options.backoff;
+        let mut backoff = Backoff::new(options.backoff, options.max_backoff);
         let mut attempt = 1;
         loop {
             let out = self.attempt(slot, f);
@@ -328,8 +327,7 @@ impl Database {
                 Err(Failure::Retry(_)) => {}
             }
             attempt += 1;
-            std::thread::sleep(wait + jitter(wait));
-            wait = (wait * 2).min(options.max_backoff);
+            backoff.sleep();
         }
     }
 
@@ -398,18 +396,6 @@ impl Database {
 enum Failure<E> {
     Retry(E),
     Final(E),
-}
-
-/// A random wait of up to `wait`, so that clients that conflicted do not
-/// retry in step.
-fn jitter(wait: Duration) -> Duration {
-    let nanos = wait.as_nanos() as u64;
-    if nanos == 0 {
-        return Duration::ZERO;
-    }
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(nanos);
-    Duration::from_nanos(h.finish() % nanos)
 }
 
 impl std::fmt::Debug for Database {

@@ -11,6 +11,7 @@ mod load;
 mod retry;
 
 pub(crate) use context::{count_new_object, decoding_ref, encoding_oid_for};
+pub(crate) use retry::{Backoff, DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF};
 
 use crate::cache::Cache;
 use crate::error::{Error, Result};
