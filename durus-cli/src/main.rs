@@ -13,7 +13,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "durus", about = "Serve, pack and inspect durus-rs databases")]
+#[command(
+    name = "durus",
+    about = "Serve, pack and inspect durus-rs databases",
+    after_help = "census, show, referrers and pack open the file or postgresql:// URL they \
+                  are given (a file must exist), or else talk to the server at --host/--port \
+                  (default 127.0.0.1:2972) or --address SOCKET. verify and repair work on a \
+                  file (verify also on a postgresql:// URL), never through a server."
+)]
 struct Cli {
     /// More log lines on stderr (-v: info, -vv: debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -52,7 +59,7 @@ enum Command {
     /// a server is writing, it checks up to the last complete transaction.
     Verify(StorageArgs),
     /// Repair a storage file's torn tail (no server may have it open).
-    Repair(StorageArgs),
+    Repair(FileArgs),
     /// Copy every record, oids kept, from one storage into an empty one
     /// (a file or a postgresql:// URL, either way).
     Convert {
@@ -288,10 +295,21 @@ impl ServerArgs {
     }
 }
 
+/// A storage file, opened directly (never through a server).
+#[derive(Args)]
+struct FileArgs {
+    /// The storage file.
+    #[arg(value_name = "FILE", required_unless_present = "file", conflicts_with = "file")]
+    path: Option<PathBuf>,
+    /// The storage file, as an option.
+    #[arg(long)]
+    file: Option<PathBuf>,
+}
+
 /// A storage file or PostgreSQL database, read directly (never a server).
 #[derive(Args)]
 struct StorageArgs {
-    /// A storage file (or, for verify, a postgresql:// URL).
+    /// A storage file or a postgresql:// URL.
     #[arg(value_name = "STORAGE", required_unless_present = "file", conflicts_with = "file")]
     path: Option<PathBuf>,
     /// A storage file, as an option.
@@ -511,10 +529,11 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
             )?;
         }
         Command::Repair(t) => {
-            let Target::File(path) = t.storage() else {
-                eprintln!("durus: repair works on a storage file: give its path");
+            let path = t.path.or(t.file).unwrap_or_default();
+            if let Target::Postgres(_) = Target::storage(path.as_os_str()) {
+                eprintln!("durus: repair works on a storage file, not a PostgreSQL database");
                 return Ok(ExitCode::FAILURE);
-            };
+            }
             tools::repair(&path, &mut std::io::stdout())?;
         }
     }

@@ -162,3 +162,17 @@ fn verify_on_a_file_a_server_is_writing_never_says_not_ok() {
     writing.join().expect("writer");
     assert!(server.stop());
 }
+
+#[test]
+fn pack_says_what_it_did_and_where_the_old_file_is() {
+    let dir = support::Scratch::new("tools-pack-says");
+    let path = notes_file(&dir, "packed.durus");
+    let p = path.to_str().expect("utf-8");
+    let out = run(&["pack", p]);
+    let (said, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(said.contains(&format!("packed {p}")) && said.contains("bytes before"), "{said}");
+    let prepack = format!("{p}.prepack");
+    assert!(said.contains(&prepack), "{said}");
+    assert!(std::path::Path::new(&prepack).exists());
+}
