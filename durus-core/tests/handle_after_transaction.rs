@@ -17,7 +17,10 @@ fn database_handle_refuses_writes_after_its_transaction() {
     let root: PRef<Counter> = db
         .transaction(|c| c.root::<Counter>())
         .expect("transaction");
-    let err = root.write().map(|_| ()).expect_err("a write after the transaction");
+    let err = root
+        .write()
+        .map(|_| ())
+        .expect_err("a write after the transaction");
     assert!(matches!(err, Error::TransactionEnded { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("Counter") && text.contains("ended"), "{text}");

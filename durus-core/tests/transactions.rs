@@ -665,6 +665,7 @@ fn connection_transaction_backs_off_between_conflicts() {
         Err(durus_core::Error::Conflict(durus_core::ConflictError {
             kind: durus_core::ConflictKind::Write,
             oids: vec![durus_core::Oid(1)],
+            details: Vec::new(),
         }))
     });
     assert!(out.expect_err("every attempt conflicts").is_conflict());

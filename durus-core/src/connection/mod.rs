@@ -14,7 +14,7 @@ pub(crate) use context::{count_new_object, decoding_ref, encoding_oid_for};
 pub(crate) use retry::{Backoff, DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF};
 
 use crate::cache::Cache;
-use crate::error::{Error, Result};
+use crate::error::{ConflictDetail, ConflictReason, Error, Result};
 use crate::oid::{Oid, OidMap};
 use crate::persistent::{ErasedObj, PRef, Persistent, Slot, Status};
 use crate::storage::Storage;
@@ -92,9 +92,9 @@ impl Connection {
         address: &str,
         options: crate::storage::ClientOptions,
     ) -> Result<Connection> {
-        Ok(Connection::new(crate::storage::ClientStorage::connect_with(
-            address, options,
-        )?))
+        Ok(Connection::new(
+            crate::storage::ClientStorage::connect_with(address, options)?,
+        ))
     }
 
     /// A connection over the file at `path` (created when missing), a
@@ -476,10 +476,46 @@ impl ConnInner {
             return Ok(());
         }
         self.state.set(TxState::NeedsAbort);
-        match read_oid {
-            Some(oid) => Err(Error::read_conflict(oid)),
-            None => Err(Error::write_conflict(conflicts)),
+        Err(self.explain(match read_oid {
+            Some(oid) => Error::read_conflict(oid),
+            None => Error::write_conflict(conflicts),
+        }))
+    }
+
+    /// Adds to a conflict the class and reason of each oid it does not
+    /// explain yet, from what this transaction did with the object.
+    pub(crate) fn explain(&self, e: Error) -> Error {
+        let Error::Conflict(mut c) = e else {
+            return e;
+        };
+        for oid in &c.oids {
+            if c.details.iter().any(|d| d.oid == *oid) {
+                continue;
+            }
+            let class = self
+                .cache
+                .borrow()
+                .get(*oid)
+                .map(|o| o.class_name().to_string());
+            let written = self.changed.borrow().contains_key(oid);
+            let reason = if !written {
+                ConflictReason::Read
+            } else if !self.state0.borrow().contains_key(oid) {
+                ConflictReason::NoRule
+            } else {
+                ConflictReason::Other(
+                    "was written on both sides and not merged (another object of this \
+                     commit could not be)"
+                        .into(),
+                )
+            };
+            c.details.push(ConflictDetail {
+                oid: *oid,
+                class,
+                reason,
+            });
         }
+        Error::Conflict(c)
     }
 
     fn shrink(&self) {
