@@ -299,7 +299,11 @@ impl ServerArgs {
 #[derive(Args)]
 struct FileArgs {
     /// The storage file.
-    #[arg(value_name = "FILE", required_unless_present = "file", conflicts_with = "file")]
+    #[arg(
+        value_name = "FILE",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
     path: Option<PathBuf>,
     /// The storage file, as an option.
     #[arg(long)]
@@ -310,7 +314,11 @@ struct FileArgs {
 #[derive(Args)]
 struct StorageArgs {
     /// A storage file or a postgresql:// URL.
-    #[arg(value_name = "STORAGE", required_unless_present = "file", conflicts_with = "file")]
+    #[arg(
+        value_name = "STORAGE",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
     path: Option<PathBuf>,
     /// A storage file, as an option.
     #[arg(long)]
@@ -319,7 +327,11 @@ struct StorageArgs {
 
 impl StorageArgs {
     fn storage(&self) -> Target {
-        let name = self.path.clone().or_else(|| self.file.clone()).unwrap_or_default();
+        let name = self
+            .path
+            .clone()
+            .or_else(|| self.file.clone())
+            .unwrap_or_default();
         Target::storage(name.as_os_str())
     }
 }

@@ -75,7 +75,11 @@ fn a_listener_that_never_answers_times_out_every_client() {
         .map(drop)
         .expect_err("database");
     assert!(is_timeout(&e), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     thread.join().expect("listener");
 }
 
@@ -86,7 +90,8 @@ fn a_server_silent_after_the_commit_was_sent_gives_outcome_unknown() {
     // Answers the version and the commit's invalidations, then nothing.
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
-        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         let mut version = [0u8; 5];
         s.read_exact(&mut version).expect("version");
         s.write_all(&1u32.to_be_bytes()).expect("reply");

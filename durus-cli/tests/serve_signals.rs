@@ -42,7 +42,10 @@ fn stops_on(signal: &str) {
     drop(conn);
     // The lock is free and the commit is there.
     let conn = Connection::new(FileStorage::open(&path).expect("reopen"));
-    assert_eq!(conn.root::<Tally>().expect("root").read().expect("read").n, 7);
+    assert_eq!(
+        conn.root::<Tally>().expect("root").read().expect("read").n,
+        7
+    );
 }
 
 #[test]

@@ -58,7 +58,10 @@ fn tools_refuse_a_missing_path_and_create_nothing() {
         let out = run(args);
         let (_, err) = text(&out);
         assert!(!out.status.success(), "durus {args:?} succeeded");
-        assert!(err.contains(m) && err.contains("no such file"), "{args:?}: {err}");
+        assert!(
+            err.contains(m) && err.contains("no such file"),
+            "{args:?}: {err}"
+        );
         assert!(!missing.exists(), "durus {args:?} created {m}");
         assert!(!dir.path("missing.durus.prepack").exists());
     }
@@ -85,7 +88,8 @@ fn append_half_a_transaction(path: &std::path::Path) {
         .append(true)
         .open(path)
         .expect("open for append");
-    f.write_all(&[0, 0, 0, 0, 0, 0, 1, 0, 0, 0]).expect("append");
+    f.write_all(&[0, 0, 0, 0, 0, 0, 1, 0, 0, 0])
+        .expect("append");
 }
 
 #[test]
@@ -113,7 +117,10 @@ fn verify_tells_a_writer_at_work_from_a_torn_file() {
     let out = run(&["verify", p]);
     let (said, _) = text(&out);
     assert!(!out.status.success());
-    assert!(said.contains("torn last transaction") && said.contains("NOT OK"), "{said}");
+    assert!(
+        said.contains("torn last transaction") && said.contains("NOT OK"),
+        "{said}"
+    );
     assert!(said.contains(&format!("durus repair {p}")), "{said}");
 }
 
@@ -121,7 +128,10 @@ fn verify_tells_a_writer_at_work_from_a_torn_file() {
 fn help_offers_only_what_works() {
     for tool in ["verify", "repair"] {
         let (help, _) = text(&run(&[tool, "--help"]));
-        assert!(!help.contains("--host") && !help.contains("--port"), "{tool}: {help}");
+        assert!(
+            !help.contains("--host") && !help.contains("--port"),
+            "{tool}: {help}"
+        );
     }
     let (help, _) = text(&run(&["census", "--help"]));
     assert!(help.contains("--host"), "{help}");
@@ -171,7 +181,10 @@ fn pack_says_what_it_did_and_where_the_old_file_is() {
     let out = run(&["pack", p]);
     let (said, err) = text(&out);
     assert!(out.status.success(), "{err}");
-    assert!(said.contains(&format!("packed {p}")) && said.contains("bytes before"), "{said}");
+    assert!(
+        said.contains(&format!("packed {p}")) && said.contains("bytes before"),
+        "{said}"
+    );
     let prepack = format!("{p}.prepack");
     assert!(said.contains(&prepack), "{said}");
     assert!(std::path::Path::new(&prepack).exists());

@@ -22,6 +22,7 @@ use durus_core::server::Address;
 use durus_core::server::{Server, ServerConfig};
 pub use durus_core::storage::FsyncPolicy;
 
+use durus_core::error::StorageError;
 use durus_core::storage::file;
 use durus_core::storage::{ClientStorage, FileOptions, FileStorage, Storage};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
@@ -116,19 +117,16 @@ pub fn require_file(path: &Path) -> Result<()> {
     if path.exists() {
         return Ok(());
     }
-    let mut why = format!(
-        "{}: no such file (a tool that reads a database never creates one)",
-        path.display()
-    );
+    let mut why = "no such file (a tool that reads a database never creates one)".to_string();
     if let Some((host, port)) = host_port(path) {
         why.push_str(&format!(
             "; to reach the server at {host}:{port}, give --host {host} --port {port}"
         ));
     }
-    Err(Error::Io(std::io::Error::new(
-        std::io::ErrorKind::NotFound,
-        why,
-    )))
+    Err(Error::io(
+        path.display().to_string(),
+        std::io::Error::new(std::io::ErrorKind::NotFound, why),
+    ))
 }
 
 /// The host and port of a name like `host:port` (no `/`, a numeric port).
@@ -235,7 +233,9 @@ fn serve_storage(
 /// Stops the server through `handle` when SIGTERM or SIGINT arrives, so
 /// that sessions end, the file is closed and the process exits 0. Returns
 /// the handle that ends the watching thread.
-fn stop_on_signal(handle: durus_core::server::ServerHandle) -> Result<signal_hook::iterator::Handle> {
+fn stop_on_signal(
+    handle: durus_core::server::ServerHandle,
+) -> Result<signal_hook::iterator::Handle> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .map_err(|e| Error::io("watch SIGTERM and SIGINT", e))?;
@@ -325,6 +325,13 @@ pub fn repair(path: &Path, out: &mut dyn Write) -> Result<bool> {
             cut.bytes, cut.offset, cut.reason
         )
         .map_err(w)
+    })
+    .map_err(|e| match e {
+        Error::Storage(StorageError::Locked(_)) => Error::Storage(StorageError::Other(format!(
+            "{shown} is locked by another writer (a server?): nothing was cut; stop the \
+             writer first (`durus verify {shown}` checks a file a server is writing)"
+        ))),
+        e => e,
     })?;
     match report.cut {
         Some(_) => writeln!(out, "{shown}: now {} bytes", report.file_len).map_err(w)?,

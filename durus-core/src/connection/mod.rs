@@ -475,11 +475,14 @@ impl ConnInner {
         if conflicts.is_empty() {
             return Ok(());
         }
-        self.state.set(TxState::NeedsAbort);
-        Err(self.explain(match read_oid {
+        // Explained while the transaction still reads as open (no merge
+        // was tried).
+        let e = self.explain(match read_oid {
             Some(oid) => Error::read_conflict(oid),
             None => Error::write_conflict(conflicts),
-        }))
+        });
+        self.state.set(TxState::NeedsAbort);
+        Err(e)
     }
 
     /// Adds to a conflict the class and reason of each oid it does not
@@ -502,6 +505,11 @@ impl ConnInner {
                 ConflictReason::Read
             } else if !self.state0.borrow().contains_key(oid) {
                 ConflictReason::NoRule
+            } else if self.state.get() == TxState::Active {
+                // `sync` or a load: nothing was merged yet.
+                ConflictReason::Other(
+                    "was written here and changed by another client before this commit".into(),
+                )
             } else {
                 ConflictReason::Other(
                     "was written on both sides and not merged (another object of this \
