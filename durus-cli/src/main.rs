@@ -13,7 +13,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "durus", about = "Serve, pack and inspect durus-rs databases")]
+#[command(
+    name = "durus",
+    about = "Serve, pack and inspect durus-rs databases",
+    after_help = "census, show, referrers and pack open the file or postgresql:// URL they \
+                  are given (a file must exist), or else talk to the server at --host/--port \
+                  (default 127.0.0.1:2972) or --address SOCKET. verify and repair work on a \
+                  file (verify also on a postgresql:// URL), never through a server."
+)]
 struct Cli {
     /// More log lines on stderr (-v: info, -vv: debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -24,7 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a storage server (Durus protocol 1).
+    /// Run a storage server (Durus protocol 1) until `durus stop`, SIGTERM
+    /// or SIGINT (each stops it gracefully: exit 0).
     Serve(ServeArgs),
     /// Stop a running server gracefully.
     Stop(ServerArgs),
@@ -47,10 +55,11 @@ enum Command {
         target: TargetArgs,
     },
     /// Check a storage file's structure, or a PostgreSQL database's records
-    /// (each decodes, no dangling reference, what is reachable).
-    Verify(TargetArgs),
-    /// Repair a storage file's torn tail.
-    Repair(TargetArgs),
+    /// (each decodes, no dangling reference, what is reachable). On a file
+    /// a server is writing, it checks up to the last complete transaction.
+    Verify(StorageArgs),
+    /// Repair a storage file's torn tail (no server may have it open).
+    Repair(FileArgs),
     /// Copy every record, oids kept, from one storage into an empty one
     /// (a file or a postgresql:// URL, either way).
     Convert {
@@ -286,9 +295,55 @@ impl ServerArgs {
     }
 }
 
+/// A storage file, opened directly (never through a server).
+#[derive(Args)]
+struct FileArgs {
+    /// The storage file.
+    #[arg(
+        value_name = "FILE",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
+    path: Option<PathBuf>,
+    /// The storage file, as an option.
+    #[arg(long)]
+    file: Option<PathBuf>,
+}
+
+/// A storage file or PostgreSQL database, read directly (never a server).
+#[derive(Args)]
+struct StorageArgs {
+    /// A storage file or a postgresql:// URL.
+    #[arg(
+        value_name = "STORAGE",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
+    path: Option<PathBuf>,
+    /// A storage file, as an option.
+    #[arg(long)]
+    file: Option<PathBuf>,
+}
+
+impl StorageArgs {
+    fn storage(&self) -> Target {
+        let name = self
+            .path
+            .clone()
+            .or_else(|| self.file.clone())
+            .unwrap_or_default();
+        Target::storage(name.as_os_str())
+    }
+}
+
+/// Where a tool finds its database: a file or a postgresql:// URL given as
+/// STORAGE (or --file), otherwise the server at --host/--port (or
+/// --address).
 #[derive(Args)]
 struct TargetArgs {
-    /// A storage file or a postgresql:// URL (otherwise a server is used).
+    /// A storage file or a postgresql:// URL; without it, the server at
+    /// --host/--port (or --address) is used. A file that does not exist is
+    /// an error.
     #[arg(value_name = "STORAGE", conflicts_with_all = ["file", "host", "port", "address"])]
     path: Option<PathBuf>,
     /// A storage file, as an option.
@@ -445,6 +500,7 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
                     max_connections: a.max_connections,
                     storage_outage_limit: a.storage_outage_limit.map(|s| s.0),
                 },
+                stop_on_signals: true,
             };
             tools::serve(options, &mut std::io::stdout())?;
         }
@@ -455,9 +511,9 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Pack(t) => tools::pack(&t.target())?,
+        Command::Pack(t) => tools::pack(&t.target(), &mut std::io::stdout())?,
         Command::Census(t) => {
-            let mut storage = tools::open_storage(&t.target(), FsyncPolicy::Always)?;
+            let mut storage = tools::open_existing(&t.target(), FsyncPolicy::Always)?;
             let lines = tools::census(storage.as_mut(), &tools::progress("objects"))?;
             println!("{:>10} {:>14}  class", "count", "bytes");
             for l in lines {
@@ -465,11 +521,11 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
             }
         }
         Command::Show { oid, target } => {
-            let mut storage = tools::open_storage(&target.target(), FsyncPolicy::Always)?;
+            let mut storage = tools::open_existing(&target.target(), FsyncPolicy::Always)?;
             println!("{}", tools::show(storage.as_mut(), Oid(oid))?);
         }
         Command::Referrers { oid, target } => {
-            let mut storage = tools::open_storage(&target.target(), FsyncPolicy::Always)?;
+            let mut storage = tools::open_existing(&target.target(), FsyncPolicy::Always)?;
             let found = tools::referrers(storage.as_mut(), Oid(oid), &tools::progress("objects"))?;
             for r in found {
                 println!("{r}");
@@ -477,16 +533,10 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
         }
         Command::Bench(b) => return bench(b),
         Command::Verify(t) => {
-            let sound = match t.target() {
+            let sound = match t.storage() {
                 Target::File(path) => tools::verify(&path, &mut std::io::stdout())?,
                 Target::Postgres(url) => tools::verify_postgres(&url, &mut std::io::stdout())?,
-                Target::Server(_) => {
-                    eprintln!(
-                        "durus: verify works on a storage file or a PostgreSQL database: \
-                         give its path or URL"
-                    );
-                    return Ok(ExitCode::FAILURE);
-                }
+                Target::Server(_) => unreachable_target()?,
             };
             if !sound {
                 return Ok(ExitCode::FAILURE);
@@ -500,17 +550,23 @@ fn run(command: Command) -> durus_core::Result<ExitCode> {
             )?;
         }
         Command::Repair(t) => {
-            let Some(path) = t
-                .file()
-                .filter(|f| !matches!(Target::storage(f.as_os_str()), Target::Postgres(_)))
-            else {
-                eprintln!("durus: repair works on a storage file: give its path");
+            let path = t.path.or(t.file).unwrap_or_default();
+            if let Target::Postgres(_) = Target::storage(path.as_os_str()) {
+                eprintln!("durus: repair works on a storage file, not a PostgreSQL database");
                 return Ok(ExitCode::FAILURE);
-            };
+            }
             tools::repair(&path, &mut std::io::stdout())?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `StorageArgs` never names a server; an error rather than a panic all the same.
+fn unreachable_target() -> durus_core::Result<bool> {
+    Err(durus_core::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        "give a storage file or a postgresql:// URL",
+    )))
 }
 
 fn bench(command: BenchCommand) -> durus_core::Result<ExitCode> {

@@ -55,7 +55,7 @@ fn client(address: String, journal: Arc<Journal>, stop: Arc<AtomicBool>) {
                 conn = Some(c);
             }
             Err(e) if e.is_conflict() => {
-                c.abort();
+                let _ = c.abort();
                 conn = Some(c);
             }
             Err(durus_core::Error::OutcomeUnknown(_)) => {

@@ -13,16 +13,20 @@
 //!   and returns a future, for async services: the runtime's threads never
 //!   block on the database.
 //!
+//! Handles (`PRef`s) taken in a transaction may be kept and read after it,
+//! but a `write` outside a transaction fails with
+//! [`Error::TransactionEnded`]: nothing would ever commit it. Take the
+//! handle again (or use it) inside the next transaction.
+//!
 //! A connection whose server went away is replaced at the next attempt.
 //! See docs/SERVICES.md for the model in a page.
 
-use crate::connection::Connection;
+use crate::connection::{Backoff, Connection};
 use crate::error::{Error, Result};
 use crate::hub::Hub;
-use crate::storage::{FileOptions, FileStorage, MemoryStorage};
+use crate::storage::{ClientOptions, FileOptions, FileStorage, MemoryStorage};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -53,6 +57,10 @@ pub struct DatabaseOptions {
     pub max_backoff: Duration,
     /// The cache size of each connection (loaded objects).
     pub cache_size: usize,
+    /// Connect and read timeouts of connections to a server. A request
+    /// that times out fails the transaction (it is not retried: each
+    /// attempt would wait as long again) and the connection is replaced.
+    pub client: ClientOptions,
 }
 
 impl Default for DatabaseOptions {
@@ -60,9 +68,10 @@ impl Default for DatabaseOptions {
         DatabaseOptions {
             pool_size: std::thread::available_parallelism().map_or(2, |n| n.get()),
             attempts: 10,
-            backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(200),
+            backoff: crate::connection::DEFAULT_BACKOFF,
+            max_backoff: crate::connection::DEFAULT_MAX_BACKOFF,
             cache_size: crate::connection::DEFAULT_CACHE_SIZE,
+            client: ClientOptions::default(),
         }
     }
 }
@@ -157,10 +166,16 @@ impl Database {
     /// A database on a storage server at `address` (`host:port` or a
     /// Unix-domain socket path). Connects once to check the address.
     pub fn connect(address: &str) -> Result<Database> {
-        drop(Connection::connect(address)?);
+        Database::connect_with(address, DatabaseOptions::default())
+    }
+
+    /// As [`connect`](Database::connect), with these options (timeouts in
+    /// [`DatabaseOptions::client`]).
+    pub fn connect_with(address: &str, options: DatabaseOptions) -> Result<Database> {
+        drop(Connection::connect_with(address, options.client)?);
         Ok(Database::with_source(
             Source::Server(address.to_string()),
-            DatabaseOptions::default(),
+            options,
         ))
     }
 
@@ -194,7 +209,9 @@ impl Database {
     pub fn connection(&self) -> Result<Connection> {
         let conn = match &self.shared.source {
             Source::Hub(hub) => Connection::new(hub.storage()),
-            Source::Server(address) => Connection::connect(address)?,
+            Source::Server(address) => {
+                Connection::connect_with(address, self.shared.options.client)?
+            }
         };
         conn.set_cache_size(self.shared.options.cache_size);
         Ok(conn)
@@ -295,18 +312,22 @@ impl Database {
         E: From<Error>,
     {
         let options = &self.shared.options;
-        let mut wait = options.backoff;
+        let mut backoff = Backoff::new(options.backoff, options.max_backoff);
         let mut attempt = 1;
         loop {
-            match self.attempt(slot, f) {
+            let out = self.attempt(slot, f);
+            // Handles taken in `f` must not be written from now on.
+            if let Some(conn) = slot {
+                conn.close_writes(true);
+            }
+            match out {
                 Ok(v) => return Ok(v),
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Retry(e)) if attempt >= options.attempts.max(1) => return Err(e),
                 Err(Failure::Retry(_)) => {}
             }
             attempt += 1;
-            std::thread::sleep(wait + jitter(wait));
-            wait = (wait * 2).min(options.max_backoff);
+            backoff.sleep();
         }
     }
 
@@ -323,13 +344,15 @@ impl Database {
             Some(conn) => conn,
             None => match self.connection() {
                 Ok(conn) => slot.insert(conn),
+                Err(e) if e.is_timeout() => return Err(Failure::Final(e.into())),
                 // The server is not there (yet): nothing was done.
                 Err(e) => return Err(Failure::Retry(e.into())),
             },
         };
+        conn.close_writes(false);
         // A fresh transaction: it sees every commit made before it.
         if let Err(e) = conn.abort() {
-            let gone = conn.is_closed();
+            let gone = conn.is_closed() && !conn.timed_out();
             return Err(if gone {
                 Failure::Retry(e.into())
             } else {
@@ -341,7 +364,8 @@ impl Database {
             Err(e) => {
                 let conflicted = conn.needs_abort();
                 let _ = conn.abort();
-                return Err(if conflicted || conn.is_closed() {
+                let gone = conn.is_closed() && !conn.timed_out();
+                return Err(if conflicted || gone {
                     Failure::Retry(e)
                 } else {
                     Failure::Final(e)
@@ -356,7 +380,7 @@ impl Database {
                     Error::OutcomeUnknown(_) => false,
                     e if e.is_conflict() => true,
                     // The commit was not sent whole: nothing was stored.
-                    _ => conn.is_closed(),
+                    _ => conn.is_closed() && !conn.timed_out(),
                 };
                 Err(if retry {
                     Failure::Retry(e.into())
@@ -372,18 +396,6 @@ impl Database {
 enum Failure<E> {
     Retry(E),
     Final(E),
-}
-
-/// A random wait of up to `wait`, so that clients that conflicted do not
-/// retry in step.
-fn jitter(wait: Duration) -> Duration {
-    let nanos = wait.as_nanos() as u64;
-    if nanos == 0 {
-        return Duration::ZERO;
-    }
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(nanos);
-    Duration::from_nanos(h.finish() % nanos)
 }
 
 impl std::fmt::Debug for Database {

@@ -66,6 +66,20 @@ pub enum Error {
     /// commit) before anything else.
     #[error("the transaction needs an abort (after a conflict or a failed commit)")]
     NeedsAbort,
+    /// A handle from [`Database::transaction`](crate::Database::transaction)
+    /// was written after its transaction ended: the change could never be
+    /// committed, so the write is refused rather than dropped.
+    #[error(
+        "{} ({class}): cannot write it, the Database transaction it was taken in has ended; \
+         take it again inside a new transaction",
+        object(.oid)
+    )]
+    TransactionEnded {
+        /// The object, when it has an oid.
+        oid: Option<Oid>,
+        /// The class of the object.
+        class: String,
+    },
     /// A commit failed at a point where it may have been stored (an fsync
     /// failed, the server went away before answering). What the storage
     /// holds tells; the storage refuses further commits until reopened.
@@ -90,6 +104,7 @@ pub enum Error {
 /// let e = ConflictError {
 ///     kind: ConflictKind::Read,
 ///     oids: vec![Oid(7)],
+///     details: Vec::new(),
 /// };
 /// assert_eq!(e.to_string(), "read conflict on oids [7]");
 /// ```
@@ -101,25 +116,83 @@ pub enum ConflictKind {
     Read,
 }
 
-/// A conflict, with the oids involved. Abort and retry.
+/// A conflict, with the oids involved and, where the connection knows
+/// them, each object's class and why it conflicted. Abort and retry.
 ///
 /// ```
-/// use durus_core::{ConflictError, ConflictKind, Error, Oid};
+/// use durus_core::{ConflictDetail, ConflictError, ConflictKind, ConflictReason, Error, Oid};
 ///
 /// let e = Error::from(ConflictError {
 ///     kind: ConflictKind::Write,
 ///     oids: vec![Oid(3), Oid(17)],
+///     details: vec![ConflictDetail {
+///         oid: Oid(3),
+///         class: Some("shop.Item".into()),
+///         reason: ConflictReason::Read,
+///     }],
 /// });
 /// assert!(e.is_conflict());
-/// assert_eq!(e.to_string(), "conflict on oids [3, 17]");
+/// assert_eq!(
+///     e.to_string(),
+///     "conflict on oids [3, 17]: 3 (shop.Item) was read by this transaction and changed by another"
+/// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{} on oids {}", conflict_kind(.kind), oid_list(.oids))]
+#[error("{} on oids {}{}", conflict_kind(.kind), oid_list(.oids), detail_list(.details))]
 pub struct ConflictError {
     /// Write or read conflict.
     pub kind: ConflictKind,
     /// The oids that conflicted, sorted.
     pub oids: Vec<Oid>,
+    /// The class and reason of each oid the connection could explain (a
+    /// storage alone knows neither).
+    pub details: Vec<ConflictDetail>,
+}
+
+/// One conflicting object: its class and why it conflicted, so that the
+/// user knows which rule would have merged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictDetail {
+    /// The object.
+    pub oid: Oid,
+    /// Its class, when the connection holds it.
+    pub class: Option<String>,
+    /// Why it conflicted.
+    pub reason: ConflictReason,
+}
+
+/// Why an object conflicted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConflictReason {
+    /// This transaction read it (without writing it) and another client
+    /// changed it: what this transaction did may rest on a stale value.
+    Read,
+    /// Both sides wrote it and its type has no merge rule.
+    NoRule,
+    /// A merge rule refused: the field and why (a bound crossed, a field
+    /// changed on both sides, a merge function's own error).
+    Merge(crate::persistent::MergeConflict),
+    /// Anything else, in words.
+    Other(String),
+}
+
+impl std::fmt::Display for ConflictReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConflictReason::Read => {
+                write!(f, "was read by this transaction and changed by another")
+            }
+            ConflictReason::NoRule => {
+                write!(
+                    f,
+                    "was written on both sides and its type has no merge rule"
+                )
+            }
+            ConflictReason::Merge(m) => write!(f, "{m}"),
+            ConflictReason::Other(why) => write!(f, "{why}"),
+        }
+    }
 }
 
 /// A record whose framing is broken.
@@ -299,10 +372,12 @@ pub enum StorageError {
     /// The last transaction is incomplete (a write cut short, as by a power
     /// loss): it starts at `offset` and `bytes` bytes of it are on disk.
     #[error(
-        "torn last transaction at offset {offset} ({bytes} bytes to the end of the file): \
-         {message}; open with repair to truncate it"
+        "{path}: torn last transaction at offset {offset} ({bytes} bytes to the end of the \
+         file): {message}; `durus repair {path}` cuts it"
     )]
     TornTail {
+        /// The file.
+        path: String,
         /// Where the torn transaction starts.
         offset: u64,
         /// How many of its bytes are on disk.
@@ -351,6 +426,7 @@ impl Error {
         Error::Conflict(ConflictError {
             kind: ConflictKind::Write,
             oids,
+            details: Vec::new(),
         })
     }
 
@@ -358,7 +434,42 @@ impl Error {
         Error::Conflict(ConflictError {
             kind: ConflictKind::Read,
             oids: vec![oid],
+            details: Vec::new(),
         })
+    }
+
+    /// A write conflict on one object, explained.
+    pub(crate) fn explained_conflict(
+        oid: Option<Oid>,
+        class: &str,
+        reason: ConflictReason,
+    ) -> Error {
+        let oids: Vec<Oid> = oid.into_iter().collect();
+        let details = oids
+            .iter()
+            .map(|oid| ConflictDetail {
+                oid: *oid,
+                class: Some(class.to_string()),
+                reason: reason.clone(),
+            })
+            .collect();
+        Error::Conflict(ConflictError {
+            kind: ConflictKind::Write,
+            oids,
+            details,
+        })
+    }
+
+    /// True when a server did not answer in time (see
+    /// [`ClientOptions`](crate::storage::ClientOptions)). A commit sent and
+    /// not answered is [`Error::OutcomeUnknown`] instead.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Storage(StorageError::Io { source, .. }) | Error::Io(source) => {
+                source.kind() == io::ErrorKind::TimedOut
+            }
+            _ => false,
+        }
     }
 
     /// Wraps an I/O error with what was being done.
@@ -373,6 +484,22 @@ impl Error {
 fn oid_list(oids: &[Oid]) -> String {
     let parts: Vec<String> = oids.iter().map(|o| o.to_string()).collect();
     format!("[{}]", parts.join(", "))
+}
+
+/// ": 3 (shop.Item) was read ...; 17 ...", or nothing without details.
+fn detail_list(details: &[ConflictDetail]) -> String {
+    let parts: Vec<String> = details
+        .iter()
+        .map(|d| match &d.class {
+            Some(class) => format!("{} ({class}) {}", d.oid, d.reason),
+            None => format!("{} {}", d.oid, d.reason),
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", parts.join("; "))
+    }
 }
 
 fn conflict_kind(kind: &ConflictKind) -> &'static str {

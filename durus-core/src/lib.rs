@@ -58,7 +58,7 @@ pub use collections::{BTree, PersistentDict, PersistentList, PersistentSet};
 pub use connection::Connection;
 pub use database::{Database, DatabaseOptions};
 pub use durus_derive::Persistent;
-pub use error::{ConflictError, ConflictKind, Error, Result};
+pub use error::{ConflictDetail, ConflictError, ConflictKind, ConflictReason, Error, Result};
 pub use hub::Hub;
 pub use oid::Oid;
 pub use persistent::{MergeConflict, PRef, Persistent, Status};

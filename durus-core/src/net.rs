@@ -68,9 +68,41 @@ impl Address {
 
     /// Connects to a server at this address (TCP with `TCP_NODELAY`).
     pub(crate) fn connect(&self) -> io::Result<Stream> {
+        self.connect_within(None)
+    }
+
+    /// Connects, giving each TCP address the host resolves to at most
+    /// `timeout` (a Unix socket connects or fails at once).
+    pub(crate) fn connect_within(&self, timeout: Option<Duration>) -> io::Result<Stream> {
         match self {
             Address::Tcp { host, port } => {
-                let stream = TcpStream::connect((host.as_str(), *port))?;
+                let stream = match timeout {
+                    None => TcpStream::connect((host.as_str(), *port))?,
+                    Some(t) => {
+                        let mut last = None;
+                        let mut found = None;
+                        for addr in (host.as_str(), *port).to_socket_addrs()? {
+                            match TcpStream::connect_timeout(&addr, t) {
+                                Ok(s) => {
+                                    found = Some(s);
+                                    break;
+                                }
+                                Err(e) => last = Some(e),
+                            }
+                        }
+                        match found {
+                            Some(s) => s,
+                            None => {
+                                return Err(last.unwrap_or_else(|| {
+                                    io::Error::new(
+                                        io::ErrorKind::NotFound,
+                                        format!("{host} resolves to no address"),
+                                    )
+                                }))
+                            }
+                        }
+                    }
+                };
                 stream.set_nodelay(true)?;
                 Ok(Stream::Tcp(stream))
             }

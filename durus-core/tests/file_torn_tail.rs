@@ -62,22 +62,29 @@ fn every_cut_of_the_last_transaction_is_found_and_repaired() {
         std::fs::write(&path, &full[..cut as usize]).expect("write cut");
         match FileStorage::open(&path) {
             Err(Error::Storage(StorageError::TornTail {
+                path: shown_path,
                 offset,
                 bytes,
                 message,
             })) => {
+                assert_eq!(shown_path, path.display().to_string());
                 assert_eq!(
                     (offset, bytes),
                     (before_last, cut - before_last),
                     "cut at {cut}"
                 );
                 let shown = Error::Storage(StorageError::TornTail {
+                    path: shown_path.clone(),
                     offset,
                     bytes,
                     message,
                 })
                 .to_string();
                 assert!(shown.contains(&format!("offset {before_last}")), "{shown}");
+                assert!(
+                    shown.contains(&format!("`durus repair {shown_path}`")),
+                    "{shown}"
+                );
             }
             other => panic!("cut at {cut}: expected a torn tail, got {other:?}"),
         }

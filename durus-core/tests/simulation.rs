@@ -836,6 +836,7 @@ impl Sim {
                 return Err(Error::Conflict(durus_core::ConflictError {
                     kind: durus_core::ConflictKind::Read,
                     oids: Vec::new(),
+                    details: Vec::new(),
                 }));
             }
             last = Some(key);

@@ -652,3 +652,27 @@ fn a_write_guard_on_a_new_object_refuses_the_commit_and_nothing_happens() {
     assert!(fresh.oid().is_some());
     assert_eq!(stored(&world).0, 3);
 }
+
+/// `Connection::transaction` waits between attempts as `Database` does
+/// (1 ms doubling, jittered): six attempts take at least 1+2+4+8+16 ms.
+#[test]
+fn connection_transaction_backs_off_between_conflicts() {
+    let conn = durus_core::Connection::new(durus_core::MemoryStorage::new());
+    let mut calls = 0;
+    let started = std::time::Instant::now();
+    let out: durus_core::Result<()> = conn.transaction(6, |_| {
+        calls += 1;
+        Err(durus_core::Error::Conflict(durus_core::ConflictError {
+            kind: durus_core::ConflictKind::Write,
+            oids: vec![durus_core::Oid(1)],
+            details: Vec::new(),
+        }))
+    });
+    assert!(out.expect_err("every attempt conflicts").is_conflict());
+    assert_eq!(calls, 6);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(31),
+        "{:?}",
+        started.elapsed()
+    );
+}

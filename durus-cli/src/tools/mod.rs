@@ -103,6 +103,45 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// Opens the storage of `target` for a tool that reads it: a file that
+/// does not exist is an error (see [`require_file`]), never a new database.
+pub fn open_existing(target: &Target, fsync: FsyncPolicy) -> Result<Box<dyn Storage>> {
+    if let Target::File(path) = target {
+        require_file(path)?;
+    }
+    open_storage(target, fsync)
+}
+
+/// `Ok` when `path` exists; otherwise an error that names it, with a hint
+/// when it looks like a server's HOST:PORT.
+pub fn require_file(path: &Path) -> Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut why = "no such file (a tool that reads a database never creates one)".to_string();
+    if let Some((host, port)) = host_port(path) {
+        why.push_str(&format!(
+            "; to reach the server at {host}:{port}, give --host {host} --port {port}"
+        ));
+    }
+    Err(Error::io(
+        path.display().to_string(),
+        std::io::Error::new(std::io::ErrorKind::NotFound, why),
+    ))
+}
+
+/// The host and port of a name like `host:port` (no `/`, a numeric port).
+fn host_port(path: &Path) -> Option<(String, u16)> {
+    let text = path.to_str()?;
+    if text.contains('/') {
+        return None;
+    }
+    let (host, port) = text.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
 /// Opens the storage of `target`.
 pub fn open_storage(target: &Target, fsync: FsyncPolicy) -> Result<Box<dyn Storage>> {
     match target {
@@ -133,9 +172,14 @@ pub struct ServeOptions {
     pub fsync: FsyncPolicy,
     /// Listening address, timeouts, background pack threshold.
     pub config: ServerConfig,
+    /// Stop gracefully on SIGTERM and SIGINT, as on `durus stop` (the
+    /// command's choice; a server inside another program leaves its
+    /// signals alone).
+    pub stop_on_signals: bool,
 }
 
-/// Serves a storage until a client sends `Q`. Writes `serving on ADDRESS`
+/// Serves a storage until a client sends `Q` (or, with
+/// `stop_on_signals`, until SIGTERM or SIGINT). Writes `serving on ADDRESS`
 /// to `announce` once listening (the real port when port 0 was asked for).
 /// Without a file, as Durus does, it serves a new temporary file, removed
 /// when the server stops.
@@ -169,12 +213,44 @@ fn serve_storage(
     options: ServeOptions,
     announce: &mut dyn Write,
 ) -> Result<()> {
+    let stop_on_signals = options.stop_on_signals;
     let server = Server::bind(Hub::from_boxed(storage), options.config)?;
+    let signals = if stop_on_signals {
+        Some(stop_on_signal(server.handle())?)
+    } else {
+        None
+    };
     let address = server.local_address()?;
     writeln!(announce, "serving on {address}")
         .and_then(|()| announce.flush())
         .map_err(Error::Io)?;
-    server.serve()
+    let served = server.serve();
+    if let Some(signals) = signals {
+        signals.close();
+    }
+    served
+}
+
+/// Stops the server through `handle` when SIGTERM or SIGINT arrives, so
+/// that sessions end, the file is closed and the process exits 0. Returns
+/// the handle that ends the watching thread.
+fn stop_on_signal(
+    handle: durus_core::server::ServerHandle,
+) -> Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| Error::io("watch SIGTERM and SIGINT", e))?;
+    let closer = signals.handle();
+    std::thread::Builder::new()
+        .name("durus-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!("signal {signal}: stopping");
+                handle.stop();
+            }
+        })
+        .map_err(|e| Error::io("start the signal thread", e))?;
+    Ok(closer)
 }
 
 fn temporary_file() -> PathBuf {
@@ -186,8 +262,10 @@ fn temporary_file() -> PathBuf {
 }
 
 /// Checks the structure of a storage file and writes what it found to `out`.
-/// Returns whether the file is sound.
+/// Returns whether the file is sound. On a file a server is writing, it
+/// checks up to the last complete transaction and says so.
 pub fn verify(path: &Path, out: &mut dyn Write) -> Result<bool> {
+    require_file(path)?;
     let progress = progress("records");
     let report = file::verify_with_progress(path, &mut |n| progress.set_position(n))?;
     progress.finish_and_clear();
@@ -207,41 +285,59 @@ pub fn verify(path: &Path, out: &mut dyn Write) -> Result<bool> {
         report.dangling
     )
     .map_err(w)?;
+    if let Some(offset) = report.writer_at_work {
+        writeln!(
+            out,
+            "a writer (a server?) holds the lock and is writing a transaction at offset \
+             {offset}: checked up to it"
+        )
+        .map_err(w)?;
+    }
     for problem in &report.problems {
         writeln!(out, "problem at {problem}").map_err(w)?;
+    }
+    if report
+        .problems
+        .iter()
+        .any(|p| p.message.starts_with("torn last transaction"))
+    {
+        writeln!(
+            out,
+            "no writer holds the lock: `durus repair {}` cuts the torn transaction",
+            path.display()
+        )
+        .map_err(w)?;
     }
     writeln!(out, "{}", if report.is_ok() { "ok" } else { "NOT OK" }).map_err(w)?;
     Ok(report.is_ok())
 }
 
 /// Truncates a torn last transaction of a storage file, first saying what
-/// it will cut. Returns whether anything was cut.
+/// it will cut (once it holds the writer's lock: a file a server has open
+/// is refused before anything is said). Returns whether anything was cut.
 pub fn repair(path: &Path, out: &mut dyn Write) -> Result<bool> {
+    require_file(path)?;
     let w = |e| Error::Io(e);
-    match FileStorage::open_with(path, FileOptions::new().read_only(true)) {
-        Ok(_) => {
-            writeln!(
-                out,
-                "{}: no torn transaction, nothing to cut",
-                path.display()
-            )
-            .map_err(w)?;
-            return Ok(false);
-        }
-        Err(Error::Storage(StorageError::TornTail {
-            offset,
-            bytes,
-            message,
-        })) => writeln!(
+    let shown = path.display();
+    let report = file::repair_announced(path, &mut |cut| {
+        writeln!(
             out,
-            "{}: cutting {bytes} bytes at offset {offset}: {message}",
-            path.display()
+            "{shown}: cutting {} bytes at offset {}: {}",
+            cut.bytes, cut.offset, cut.reason
         )
-        .map_err(w)?,
-        Err(e) => return Err(e),
+        .map_err(w)
+    })
+    .map_err(|e| match e {
+        Error::Storage(StorageError::Locked(_)) => Error::Storage(StorageError::Other(format!(
+            "{shown} is locked by another writer (a server?): nothing was cut; stop the \
+             writer first (`durus verify {shown}` checks a file a server is writing)"
+        ))),
+        e => e,
+    })?;
+    match report.cut {
+        Some(_) => writeln!(out, "{shown}: now {} bytes", report.file_len).map_err(w)?,
+        None => writeln!(out, "{shown}: no torn transaction, nothing to cut").map_err(w)?,
     }
-    let report = file::repair(path)?;
-    writeln!(out, "{}: now {} bytes", path.display(), report.file_len).map_err(w)?;
     Ok(report.cut.is_some())
 }
 
@@ -273,9 +369,38 @@ pub fn stop(address: &Address, wait: Duration) -> Result<bool> {
     ))
 }
 
-/// Packs the storage of `target`.
-pub fn pack(target: &Target) -> Result<()> {
-    let mut storage = open_storage(target, FsyncPolicy::Always)?;
+/// Packs the storage of `target` and says what it did to `out`: for a
+/// file, its size before and after and where the old file is kept.
+pub fn pack(target: &Target, out: &mut dyn Write) -> Result<()> {
+    let before = match target {
+        Target::File(path) => {
+            require_file(path)?;
+            std::fs::metadata(path).ok().map(|m| m.len())
+        }
+        _ => None,
+    };
+    let mut storage = open_existing(target, FsyncPolicy::Always)?;
     storage.pack()?;
-    storage.close()
+    storage.close()?;
+    let w = |e| Error::Io(e);
+    match target {
+        Target::File(path) => {
+            let after = std::fs::metadata(path).map(|m| m.len()).ok();
+            let mut prepack = path.clone().into_os_string();
+            prepack.push(".prepack");
+            writeln!(
+                out,
+                "packed {}: {} bytes before, {} after; the old file is kept as {}",
+                path.display(),
+                before.map_or("?".into(), |n| n.to_string()),
+                after.map_or("?".into(), |n| n.to_string()),
+                Path::new(&prepack).display()
+            )
+            .map_err(w)
+        }
+        Target::Server(address) => {
+            writeln!(out, "packed the database served at {address}").map_err(w)
+        }
+        Target::Postgres(_) => writeln!(out, "packed {target}").map_err(w),
+    }
 }

@@ -9,7 +9,7 @@
 
 use super::context::{DecodeScope, EncodeScope};
 use super::{ConnInner, TxState};
-use crate::error::{Error, Result};
+use crate::error::{ConflictReason, Error, Result};
 use crate::oid::{Oid, OidSet};
 use crate::persistent::{ErasedObj, Status};
 use crate::record;
@@ -74,7 +74,7 @@ impl ConnInner {
             }
             Err(Failed::During(e)) => {
                 self.state.set(TxState::NeedsAbort);
-                Err(e)
+                Err(self.explain(e))
             }
         }
     }
@@ -274,7 +274,12 @@ impl Resolver<'_> {
             // A conflicting object with no current record was removed (by a
             // pack): there is nothing to merge with.
             let Some((_, rec)) = current.iter().find(|(o, _)| *o == oid) else {
-                return Err(Error::write_conflict(vec![oid]));
+                let class = conn.cache.borrow().get(oid).map(|o| o.class_name());
+                return Err(Error::explained_conflict(
+                    Some(oid),
+                    class.unwrap_or("?"),
+                    ConflictReason::Other("was removed on the other side (by a pack)".into()),
+                ));
             };
             let view = record::unpack(rec)?;
             let obj = conn
@@ -293,7 +298,13 @@ impl Resolver<'_> {
             let (refs, found) = encode.take();
             if !found.is_empty() {
                 // A merge cannot bring in objects the transaction did not store.
-                return Err(Error::write_conflict(vec![oid]));
+                return Err(Error::explained_conflict(
+                    Some(oid),
+                    obj.class_name(),
+                    ConflictReason::Other(
+                        "its merged state refers to new objects, which a merge cannot store".into(),
+                    ),
+                ));
             }
             merged.push((obj, state));
             out.push((oid, record::pack(oid, &data, &refs)?));

@@ -24,7 +24,17 @@ impl ConnInner {
             Err(Error::NotFound(_)) => {
                 self.invalid.borrow_mut().insert(oid);
                 self.state.set(super::TxState::NeedsAbort);
-                return Err(Error::read_conflict(oid));
+                let mut e = Error::read_conflict(oid);
+                if let Error::Conflict(c) = &mut e {
+                    c.details.push(crate::error::ConflictDetail {
+                        oid,
+                        class: Some(obj.class_name().to_string()),
+                        reason: crate::error::ConflictReason::Other(
+                            "was removed by a pack on the other side".into(),
+                        ),
+                    });
+                }
+                return Err(e);
             }
             other => other?,
         };

@@ -11,9 +11,10 @@ mod load;
 mod retry;
 
 pub(crate) use context::{count_new_object, decoding_ref, encoding_oid_for};
+pub(crate) use retry::{Backoff, DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF};
 
 use crate::cache::Cache;
-use crate::error::{Error, Result};
+use crate::error::{ConflictDetail, ConflictReason, Error, Result};
 use crate::oid::{Oid, OidMap};
 use crate::persistent::{ErasedObj, PRef, Persistent, Slot, Status};
 use crate::storage::Storage;
@@ -26,6 +27,12 @@ use std::rc::{Rc, Weak};
 pub const DEFAULT_CACHE_SIZE: usize = 100_000;
 
 /// A connection to a storage: the root, the cache, commit and abort.
+///
+/// As in Durus, a transaction is always open: after `commit` or `abort`
+/// the next one begins, and a change made then (through any handle this
+/// connection gave out) waits for the next `commit`, or is dropped by the
+/// next `abort`. A [`Database`](crate::Database) closes that gap: there, a
+/// handle refuses writes between transactions.
 pub struct Connection {
     inner: Rc<ConnInner>,
 }
@@ -56,6 +63,9 @@ pub(crate) struct ConnInner {
     attached_new: RefCell<Vec<Rc<dyn ErasedObj>>>,
     /// `root()` was handed oid 0 for a root whose commit has not succeeded.
     root_reserved: Cell<bool>,
+    /// Writes are refused: a `Database` connection between its transactions
+    /// (a change made now could never be committed, see `Database`).
+    writes_closed: Cell<bool>,
     /// Counts commits and aborts; stamps every access.
     serial: Cell<u64>,
     loads: Cell<u64>,
@@ -70,11 +80,21 @@ impl Connection {
     }
 
     /// A connection to a storage server at `address` (`host:port` or a
-    /// Unix-domain socket path), with the default cache size.
+    /// Unix-domain socket path), with the default cache size and timeouts.
     pub fn connect(address: &str) -> Result<Connection> {
-        Ok(Connection::new(crate::storage::ClientStorage::connect(
-            address,
-        )?))
+        Connection::connect_with(address, crate::storage::ClientOptions::default())
+    }
+
+    /// As [`connect`](Connection::connect), with these timeouts. A request
+    /// that times out fails, and the connection is closed
+    /// ([`is_closed`](Connection::is_closed)): make a new one.
+    pub fn connect_with(
+        address: &str,
+        options: crate::storage::ClientOptions,
+    ) -> Result<Connection> {
+        Ok(Connection::new(
+            crate::storage::ClientStorage::connect_with(address, options)?,
+        ))
     }
 
     /// A connection over the file at `path` (created when missing), a
@@ -96,6 +116,7 @@ impl Connection {
             state: Cell::new(TxState::Active),
             attached_new: RefCell::new(Vec::new()),
             root_reserved: Cell::new(false),
+            writes_closed: Cell::new(false),
             serial: Cell::new(1),
             loads: Cell::new(0),
             merges: Cell::new(0),
@@ -272,10 +293,23 @@ impl Connection {
         self.inner.serial()
     }
 
+    /// Opens (`false`) or closes (`true`) this connection for writes: a
+    /// `Database` closes its connections between transactions, so that a
+    /// handle kept past its transaction is refused instead of dropped.
+    pub(crate) fn close_writes(&self, closed: bool) {
+        self.inner.writes_closed.set(closed);
+    }
+
     /// True when the storage can no longer be used (a server connection
     /// that broke): the connection must be replaced.
     pub fn is_closed(&self) -> bool {
         self.inner.storage.try_borrow().is_ok_and(|s| s.is_closed())
+    }
+
+    /// True when the storage was closed because its server did not answer
+    /// in time (see [`ClientOptions`](crate::storage::ClientOptions)).
+    pub fn timed_out(&self) -> bool {
+        self.inner.storage.try_borrow().is_ok_and(|s| s.timed_out())
     }
 
     /// Runs `f` on the storage (for tools: pack progress, statistics).
@@ -329,6 +363,11 @@ impl ConnInner {
 
     fn rc(&self) -> Result<Rc<ConnInner>> {
         self.this.upgrade().ok_or(Error::WrongConnection(None))
+    }
+
+    /// True while writes are refused (see [`Connection::close_writes`]).
+    pub(crate) fn writes_closed(&self) -> bool {
+        self.writes_closed.get()
     }
 
     /// `Ok` when the transaction allows reads, writes and loads.
@@ -436,11 +475,55 @@ impl ConnInner {
         if conflicts.is_empty() {
             return Ok(());
         }
+        // Explained while the transaction still reads as open (no merge
+        // was tried).
+        let e = self.explain(match read_oid {
+            Some(oid) => Error::read_conflict(oid),
+            None => Error::write_conflict(conflicts),
+        });
         self.state.set(TxState::NeedsAbort);
-        match read_oid {
-            Some(oid) => Err(Error::read_conflict(oid)),
-            None => Err(Error::write_conflict(conflicts)),
+        Err(e)
+    }
+
+    /// Adds to a conflict the class and reason of each oid it does not
+    /// explain yet, from what this transaction did with the object.
+    pub(crate) fn explain(&self, e: Error) -> Error {
+        let Error::Conflict(mut c) = e else {
+            return e;
+        };
+        for oid in &c.oids {
+            if c.details.iter().any(|d| d.oid == *oid) {
+                continue;
+            }
+            let class = self
+                .cache
+                .borrow()
+                .get(*oid)
+                .map(|o| o.class_name().to_string());
+            let written = self.changed.borrow().contains_key(oid);
+            let reason = if !written {
+                ConflictReason::Read
+            } else if !self.state0.borrow().contains_key(oid) {
+                ConflictReason::NoRule
+            } else if self.state.get() == TxState::Active {
+                // `sync` or a load: nothing was merged yet.
+                ConflictReason::Other(
+                    "was written here and changed by another client before this commit".into(),
+                )
+            } else {
+                ConflictReason::Other(
+                    "was written on both sides and not merged (another object of this \
+                     commit could not be)"
+                        .into(),
+                )
+            };
+            c.details.push(ConflictDetail {
+                oid: *oid,
+                class,
+                reason,
+            });
         }
+        Error::Conflict(c)
     }
 
     fn shrink(&self) {

@@ -8,7 +8,7 @@
 pub mod merge;
 
 use crate::connection::ConnInner;
-use crate::error::{Error, Result};
+use crate::error::{ConflictReason, Error, Result};
 use crate::oid::Oid;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -209,7 +209,8 @@ impl<T: Persistent> ErasedObj for Slot<T> {
 
     fn resolve(&self, stored: &[u8], initial: &dyn Any) -> Result<(Vec<u8>, Box<dyn Any>)> {
         let oid = self.hdr.oid.get();
-        let conflict = || Error::write_conflict(oid.into_iter().collect());
+        let explained = |reason| Error::explained_conflict(oid, T::CLASS_NAME, reason);
+        let conflict = || explained(ConflictReason::Other("its state is not loaded here".into()));
         let initial = initial.downcast_ref::<T>().ok_or_else(conflict)?;
         let (stored, unknown) = crate::schema::decode::<T>(oid.unwrap_or_default(), stored)?;
         let state = self.state.try_borrow().map_err(|_| Error::Borrowed(oid))?;
@@ -218,16 +219,22 @@ impl<T: Persistent> ErasedObj for Slot<T> {
         // code: a panic in them is a conflict (the transaction then needs
         // an abort), not a broken connection or a commit exchange left open.
         let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let merged = T::resolve(ours, &stored, initial).map_err(|_| conflict())?;
+            let merged = T::resolve(ours, &stored, initial)
+                .map_err(|m| explained(ConflictReason::Merge(m)))?;
             // This program never changes the fields it does not know: the
             // stored record's unknown fields are the newest (crate::schema).
             // Encoding fails when the merged state holds a new object: the
             // merge cannot store it.
-            let data =
-                crate::schema::encode(oid, &merged, unknown.as_deref()).map_err(|_| conflict())?;
+            let data = crate::schema::encode(oid, &merged, unknown.as_deref()).map_err(|e| {
+                explained(ConflictReason::Other(format!(
+                    "its merged state cannot be stored: {e}"
+                )))
+            })?;
             Ok::<_, Error>((data, merged))
         }));
-        let (data, merged) = merged.map_err(|_| conflict())??;
+        let (data, merged) = merged.map_err(|_| {
+            explained(ConflictReason::Other("its merge function panicked".into()))
+        })??;
         Ok((data, Box::new((merged, unknown))))
     }
 
@@ -357,7 +364,25 @@ impl<T: Persistent> PRef<T> {
     }
 
     /// Borrows the state for writing and marks the object changed.
+    ///
+    /// A handle taken in a [`Database::transaction`](crate::Database::transaction)
+    /// refuses writes once that transaction ended (`TransactionEnded`); on a
+    /// plain [`Connection`](crate::Connection) a write after a commit belongs
+    /// to the next transaction, as in Durus.
     pub fn write(&self) -> Result<RefMut<'_, T>> {
+        let closed = self
+            .0
+            .hdr
+            .conn
+            .borrow()
+            .upgrade()
+            .is_some_and(|c| c.writes_closed());
+        if closed {
+            return Err(Error::TransactionEnded {
+                oid: self.oid(),
+                class: T::CLASS_NAME.to_string(),
+            });
+        }
         self.access()?;
         let oid = self.oid();
         let state = self

@@ -12,6 +12,7 @@ use crate::protocol::{
     MAX_BULK_OIDS, MAX_OID_LIST, PROTOCOL_VERSION, STATUS_INVALID, STATUS_OKAY,
 };
 use std::io::Write;
+use std::time::{Duration, Instant};
 
 /// How many oids are reserved per `M` request (as Durus's client).
 const OID_BATCH: u8 = 32;
@@ -23,7 +24,44 @@ const PREFETCH: usize = 64;
 /// How long a read of a reply polls before it blocks (see [`Polled`]).
 const POLL: std::time::Duration = std::time::Duration::from_micros(50);
 
+/// How long a client waits on its server, so that a server that is paused,
+/// overloaded or unreachable fails a request instead of hanging it.
+///
+/// ```
+/// use durus_core::storage::ClientOptions;
+/// use std::time::Duration;
+///
+/// let patient = ClientOptions {
+///     read_timeout: Some(Duration::from_secs(120)),
+///     ..ClientOptions::default()
+/// };
+/// assert_eq!(patient.connect_timeout, Some(Duration::from_secs(10)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// The longest wait for a TCP connection (per address the host
+    /// resolves to). `None`: the operating system's. Default: 10 s.
+    pub connect_timeout: Option<Duration>,
+    /// The longest wait for each answer, and for the server to take each
+    /// request. A pack is not bounded (it may take long on a big file).
+    /// `None`: wait forever. Default: 30 s.
+    pub read_timeout: Option<Duration>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Some(Duration::from_secs(10)),
+            read_timeout: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
 /// A storage on a server. One client session; not shared between threads.
+///
+/// A request that times out (see [`ClientOptions`]) fails, and the session
+/// is closed: its stream may be out of step. A commit whose transaction
+/// was sent and not answered fails with [`Error::OutcomeUnknown`].
 ///
 /// ```
 /// use durus_core::server::{Address, Server, ServerConfig};
@@ -56,23 +94,46 @@ pub struct ClientStorage {
     out: Vec<u8>,
     transaction: ClientTransaction,
     closed: bool,
+    options: ClientOptions,
+    /// The session was closed because the server did not answer in time.
+    timed_out: bool,
 }
 
 impl ClientStorage {
     /// Connects to `address` (`host:port` or a Unix socket path) and checks
-    /// the protocol version.
+    /// the protocol version, with the default [`ClientOptions`].
     pub fn connect(address: &str) -> Result<ClientStorage> {
         ClientStorage::connect_to(&Address::parse(address)?)
     }
 
-    /// Connects to a parsed address.
+    /// Connects to a parsed address, with the default [`ClientOptions`].
     pub fn connect_to(address: &Address) -> Result<ClientStorage> {
+        ClientStorage::connect_to_with(address, ClientOptions::default())
+    }
+
+    /// Connects to `address` with these timeouts.
+    pub fn connect_with(address: &str, options: ClientOptions) -> Result<ClientStorage> {
+        ClientStorage::connect_to_with(&Address::parse(address)?, options)
+    }
+
+    /// Connects to a parsed address with these timeouts.
+    pub fn connect_to_with(address: &Address, options: ClientOptions) -> Result<ClientStorage> {
+        let fail = |e| Error::io(format!("connect to {address}"), e);
         let stream = address
-            .connect()
-            .map_err(|e| Error::io(format!("connect to {address}"), e))?;
-        let read_half = stream
-            .try_clone()
-            .map_err(|e| Error::io(format!("connect to {address}"), e))?;
+            .connect_within(options.connect_timeout)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                    fail(silent(options.connect_timeout, "accept the connection"))
+                }
+                _ => fail(e),
+            })?;
+        // Socket timeouts wake blocked reads and writes; the deadline of
+        // each request is checked in `read`.
+        stream
+            .set_read_timeout(options.read_timeout)
+            .and_then(|()| stream.set_write_timeout(options.read_timeout))
+            .map_err(fail)?;
+        let read_half = stream.try_clone().map_err(fail)?;
         let mut storage = ClientStorage {
             address: address.clone(),
             stream,
@@ -80,6 +141,8 @@ impl ClientStorage {
             out: Vec::with_capacity(4096),
             transaction: ClientTransaction::default(),
             closed: false,
+            options,
+            timed_out: false,
         };
         storage.send(&Request::Version(VersionRequest {
             version: PROTOCOL_VERSION,
@@ -119,15 +182,30 @@ impl ClientStorage {
         r.map_err(|e| {
             // Part of a frame may have gone: the session is out of step.
             self.closed = true;
+            let e = match e.kind() {
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                    self.timed_out = true;
+                    silent(self.options.read_timeout, "take the request")
+                }
+                _ => e,
+            };
             Error::io(format!("send to server {}", self.address), e)
         })
     }
 
     fn read<T>(&mut self, decode: impl Fn(&[u8]) -> crate::protocol::Decoded<T>) -> Result<T> {
-        let out = self.reader.read_frame(decode, None);
+        let deadline = self.options.read_timeout.map(|t| Instant::now() + t);
+        let out = self.reader.read_frame(decode, deadline);
         // Whatever went wrong, the session is out of step: it is over.
         self.closed |= out.is_err();
         out.map_err(|e| match e {
+            ReadError::TimedOut { .. } | ReadError::Idle => {
+                self.timed_out = true;
+                Error::io(
+                    format!("read from server {}", self.address),
+                    silent(self.options.read_timeout, "answer"),
+                )
+            }
             ReadError::Io(e) => Error::io(format!("read from server {}", self.address), e),
             ReadError::Malformed(why) => Error::Protocol(ProtocolError::Malformed(why)),
             other => Error::io(
@@ -249,7 +327,19 @@ impl Storage for ClientStorage {
 
     fn pack(&mut self) -> Result<()> {
         self.send(&Request::Pack(PackRequest))?;
-        match self.read_status()? {
+        // A pack may take long on a big file: its answer is not bounded.
+        let patient = self.options.read_timeout.take();
+        self.stream
+            .set_read_timeout(None)
+            .map_err(|e| Error::io(format!("wait for server {}", self.address), e))?;
+        let status = self.read_status();
+        self.options.read_timeout = patient;
+        // A session that cannot bound its reads again is not used again.
+        if let Err(e) = self.stream.set_read_timeout(patient) {
+            self.closed = true;
+            return Err(Error::io(format!("wait for server {}", self.address), e));
+        }
+        match status? {
             STATUS_OKAY => Ok(()),
             other => Err(Error::Protocol(ProtocolError::Malformed(format!(
                 "pack answered with status byte {other:#04x}"
@@ -261,6 +351,10 @@ impl Storage for ClientStorage {
         self.closed
     }
 
+    fn timed_out(&self) -> bool {
+        self.timed_out
+    }
+
     fn close(&mut self) -> Result<()> {
         if self.closed {
             return Ok(());
@@ -270,6 +364,18 @@ impl Storage for ClientStorage {
         let _ = self.stream.shutdown();
         Ok(())
     }
+}
+
+/// The error of a server that did not do `what` within `timeout`.
+fn silent(timeout: Option<Duration>, what: &str) -> std::io::Error {
+    let within = timeout.map_or_else(String::new, |t| format!(" within {t:?}"));
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "the server did not {what}{within} (paused, overloaded or unreachable); \
+             this session is closed"
+        ),
+    )
 }
 
 impl Drop for ClientStorage {

@@ -224,6 +224,10 @@ impl<S: Storage> Storage for Counting<S> {
         self.inner.is_closed()
     }
 
+    fn timed_out(&self) -> bool {
+        self.inner.timed_out()
+    }
+
     fn contains(&mut self, oid: Oid) -> Result<bool> {
         self.inner.contains(oid)
     }
@@ -279,6 +283,10 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
 
     fn is_closed(&self) -> bool {
         (**self).is_closed()
+    }
+
+    fn timed_out(&self) -> bool {
+        (**self).timed_out()
     }
 
     fn contains(&mut self, oid: Oid) -> Result<bool> {

@@ -13,7 +13,7 @@ mod memory;
 mod postgres;
 mod transaction;
 
-pub use client::ClientStorage;
+pub use client::{ClientOptions, ClientStorage};
 pub use counting::{Counting, Loads, StorageCounts, Written};
 pub use file::{FileOptions, FileStorage, FsyncPolicy};
 pub use memory::MemoryStorage;
@@ -106,6 +106,13 @@ pub trait Storage: Send {
     /// True when the storage can no longer be used: closed, or (for a
     /// server) its connection broke. A `Database` then makes a new one.
     fn is_closed(&self) -> bool {
+        false
+    }
+
+    /// True when the storage was closed because its server did not answer
+    /// in time: a `Database` then fails the transaction rather than retry
+    /// (each attempt would wait as long again).
+    fn timed_out(&self) -> bool {
         false
     }
 

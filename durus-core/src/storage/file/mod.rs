@@ -35,7 +35,9 @@ mod tools;
 
 pub use io::{FileIo, IoWrapper, StdFileIo};
 pub use options::{Cut, FileOptions, FsyncPolicy};
-pub use tools::{repair, verify, verify_with_progress, Problem, RepairReport, VerifyReport};
+pub use tools::{
+    repair, repair_announced, verify, verify_with_progress, Problem, RepairReport, VerifyReport,
+};
 
 use super::{CommitHandler, Durability, Storage};
 use crate::error::{Error, Result, StorageError};
@@ -129,7 +131,21 @@ impl FileStorage {
                 .map_err(|e| io_err(format!("creating {}", path.display()), e))?;
             sync_dir(&path)?;
         }
-        let (shelf, repaired) = OpenShelf::read(io, options.repair, !options.read_only, &poison)?;
+        let (shelf, repaired) = OpenShelf::read(io, options.repair, !options.read_only, &poison)
+            .map_err(|e| match e {
+                Error::Storage(StorageError::TornTail {
+                    offset,
+                    bytes,
+                    message,
+                    ..
+                }) => Error::Storage(StorageError::TornTail {
+                    path: path.display().to_string(),
+                    offset,
+                    bytes,
+                    message,
+                }),
+                e => e,
+            })?;
         Ok(FileStorage {
             path,
             options,

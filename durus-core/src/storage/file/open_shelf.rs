@@ -43,6 +43,7 @@ impl OpenShelf {
         if let Some((offset, bytes, reason)) = scan.torn {
             if !repair {
                 return Err(Error::Storage(StorageError::TornTail {
+                    path: String::new(),
                     offset,
                     bytes,
                     message: reason,

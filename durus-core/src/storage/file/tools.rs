@@ -76,6 +76,10 @@ pub struct VerifyReport {
     pub dangling: u64,
     /// Everything wrong, by offset.
     pub problems: Vec<Problem>,
+    /// Where the check stopped short of the file's end: a writer held the
+    /// file's lock and its last transaction was not all on disk yet (not a
+    /// problem: a writer at work looks just like that for a moment).
+    pub writer_at_work: Option<u64>,
 }
 
 impl VerifyReport {
@@ -114,7 +118,10 @@ const MAX_PROBLEMS: usize = 1000;
 /// with no record).
 ///
 /// Structural problems are listed in the report; the error case is for a
-/// file that cannot be read at all.
+/// file that cannot be read at all. While another process holds the
+/// writer's lock, an incomplete last transaction is not a problem: the
+/// check stops before it ([`VerifyReport::writer_at_work`]). Otherwise a
+/// shared lock is held during the check, so that no writer starts.
 pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
     verify_with_progress(path, &mut |_| {})
 }
@@ -127,6 +134,12 @@ pub fn verify_with_progress(
 ) -> Result<VerifyReport> {
     let path = path.as_ref();
     let file = File::open(path).map_err(|e| io_err(format!("opening {}", path.display()), e))?;
+    // A second handle for the lock: it is released when dropped, at the end.
+    let lock = File::open(path).map_err(|e| io_err(format!("opening {}", path.display()), e))?;
+    let writer_busy = matches!(
+        lock.try_lock_shared(),
+        Err(std::fs::TryLockError::WouldBlock)
+    );
     let io = StdFileIo::new(file);
     let mut report = VerifyReport {
         file_len: io
@@ -146,7 +159,7 @@ pub fn verify_with_progress(
     let mut live = Bitmap::default();
     let hole_words = check_map(&io, map, &initial, &mut live, &mut report)?;
     check_holes(&io, map, hole_words, &mut report)?;
-    let index = scan_later(&io, map, &mut report)?;
+    let index = scan_later(&io, map, writer_busy, &mut report)?;
     for oid in index.keys() {
         live.insert(*oid);
     }
@@ -286,13 +299,22 @@ fn check_holes(
 
 /// The transactions after the map: their framing and a torn tail. Returns
 /// the offset of each oid's latest record in them.
-fn scan_later(io: &StdFileIo, map: OffsetMap, report: &mut VerifyReport) -> Result<OidMap<u64>> {
+fn scan_later(
+    io: &StdFileIo,
+    map: OffsetMap,
+    writer_busy: bool,
+    report: &mut VerifyReport,
+) -> Result<OidMap<u64>> {
     let mut index: OidMap<u64> = OidMap::default();
     match shelf::scan_transactions(io, map.end(), report.file_len, |_, _| Ok(())) {
         Ok(scan) => {
             report.transactions = scan.transactions;
             index = scan.index;
             if let Some((offset, bytes, reason)) = scan.torn {
+                if writer_busy {
+                    report.writer_at_work = Some(offset);
+                    return Ok(index);
+                }
                 report.problem(
                     offset,
                     format!("torn last transaction ({bytes} bytes): {reason}"),
@@ -382,6 +404,15 @@ pub struct RepairReport {
 /// writer's lock), and says where and how much it cut. Corruption before
 /// the last transaction is an error, not repaired.
 pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
+    repair_announced(path, &mut |_| Ok(()))
+}
+
+/// [`repair`], calling `announce` with what it will cut once it holds the
+/// lock and before it cuts (an error from `announce` cuts nothing).
+pub fn repair_announced(
+    path: impl AsRef<Path>,
+    announce: &mut dyn FnMut(&Cut) -> Result<()>,
+) -> Result<RepairReport> {
     let path = path.as_ref();
     let (io, fresh) = open_io(path, &FileOptions::new(), false)?;
     if fresh {
@@ -395,6 +426,11 @@ pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
     let cut = match scan.torn {
         None => None,
         Some((offset, bytes, reason)) => {
+            announce(&Cut {
+                offset,
+                bytes,
+                reason: reason.clone(),
+            })?;
             io.set_len(offset)
                 .and_then(|()| io.sync(false))
                 .map_err(|e| {
