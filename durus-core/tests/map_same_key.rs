@@ -4,7 +4,10 @@
 //! retry makes 6, or a per-key rule merges the two increments into 6.
 //! Each test interleaves by hand: both changes are made, then both commits.
 
-use durus_core::{BTree, Connection, Error, Hub, MemoryStorage, PRef, Persistent, PersistentDict};
+use durus_core::persistent::merge::Merge;
+use durus_core::{
+    per_key, BTree, Connection, Error, Hub, MemoryStorage, PRef, Persistent, PersistentDict,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -159,6 +162,279 @@ fn different_keys_still_merge() -> R<()> {
         assert_eq!(get(&c, map, "page")?, Some(5), "{map:?}");
         assert_eq!(get(&c, map, "home")?, Some(3), "{map:?}");
         assert_eq!(get(&c, map, "contact")?, Some(1), "{map:?}");
+    }
+    Ok(())
+}
+
+// Per-key rules: the same maps with a rule for a key both sides changed.
+
+/// Values that merge field by field, per key.
+#[derive(Merge, Serialize, Deserialize, Clone, PartialEq, Default, Debug)]
+struct Stats {
+    #[merge(sum)]
+    hits: u64,
+    #[merge(max)]
+    best: u64,
+}
+
+/// Map fields with per-key rules.
+#[derive(Persistent, Serialize, Deserialize, Clone, PartialEq, Default, Debug)]
+#[persistent(class = "samekey.Fields")]
+struct Fields {
+    #[merge(per_key(sum))]
+    views: BTreeMap<String, u64>,
+    #[merge(per_key(sum(min = 0)))]
+    stock: BTreeMap<String, i64>,
+    #[merge(per_key(same))]
+    flags: BTreeMap<String, bool>,
+    #[merge(per_key(nested))]
+    stats: BTreeMap<String, Stats>,
+}
+
+#[derive(Persistent, Serialize, Deserialize, Default)]
+#[persistent(class = "samekey.Keyed")]
+struct Keyed {
+    views_tree: BTree<String, u64, per_key::Sum>,
+    views_dict: PRef<PersistentDict<String, u64, per_key::Sum>>,
+    stock_tree: BTree<String, i64, per_key::Sum<0>>,
+    stock_dict: PRef<PersistentDict<String, i64, per_key::Sum<0>>>,
+    flags_tree: BTree<String, bool, per_key::Same>,
+    flags_dict: PRef<PersistentDict<String, bool, per_key::Same>>,
+    stats_tree: BTree<String, Stats, per_key::Nested>,
+    stats_dict: PRef<PersistentDict<String, Stats, per_key::Nested>>,
+    fields: PRef<Fields>,
+}
+
+/// One kind of map with a per-key rule, whatever its values.
+trait Keys<V> {
+    fn get(&self, key: &str) -> R<Option<V>>;
+    fn set(&self, key: &str, value: V) -> R<()>;
+}
+
+/// A map of `Keyed`, chosen by name, seen from one connection.
+struct On<'a>(&'a Connection, &'static str);
+
+impl On<'_> {
+    fn root(&self) -> R<PRef<Keyed>> {
+        self.0.root()
+    }
+}
+
+macro_rules! keys_impl {
+    ($v:ty, $tree:ident, $dict:ident, $field:ident) => {
+        impl Keys<$v> for On<'_> {
+            fn get(&self, key: &str) -> R<Option<$v>> {
+                let root = self.root()?;
+                let r = root.read()?;
+                Ok(match self.1 {
+                    "tree" => r.$tree.get(key)?,
+                    "dict" => r.$dict.read()?.get(key).cloned(),
+                    _ => r.fields.read()?.$field.get(key).cloned(),
+                })
+            }
+            fn set(&self, key: &str, value: $v) -> R<()> {
+                let root = self.root()?;
+                let r = root.read()?;
+                match self.1 {
+                    "tree" => drop(r.$tree.insert(key.to_string(), value)?),
+                    "dict" => drop(r.$dict.write()?.insert(key.to_string(), value)),
+                    _ => drop(r.fields.write()?.$field.insert(key.to_string(), value)),
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+/// The views maps of `Keyed`, as `Keys<u64>`.
+struct Counts<'a>(On<'a>);
+/// The stock maps, as `Keys<i64>`.
+struct Stock<'a>(On<'a>);
+
+keys_impl!(bool, flags_tree, flags_dict, flags);
+keys_impl!(Stats, stats_tree, stats_dict, stats);
+
+impl Keys<u64> for Counts<'_> {
+    fn get(&self, key: &str) -> R<Option<u64>> {
+        let r = self.0.root()?;
+        let r = r.read()?;
+        Ok(match self.0 .1 {
+            "tree" => r.views_tree.get(key)?,
+            "dict" => r.views_dict.read()?.get(key).copied(),
+            _ => r.fields.read()?.views.get(key).copied(),
+        })
+    }
+    fn set(&self, key: &str, value: u64) -> R<()> {
+        let r = self.0.root()?;
+        let r = r.read()?;
+        match self.0 .1 {
+            "tree" => drop(r.views_tree.insert(key.to_string(), value)?),
+            "dict" => drop(r.views_dict.write()?.insert(key.to_string(), value)),
+            _ => drop(r.fields.write()?.views.insert(key.to_string(), value)),
+        }
+        Ok(())
+    }
+}
+
+impl Keys<i64> for Stock<'_> {
+    fn get(&self, key: &str) -> R<Option<i64>> {
+        let r = self.0.root()?;
+        let r = r.read()?;
+        Ok(match self.0 .1 {
+            "tree" => r.stock_tree.get(key)?,
+            "dict" => r.stock_dict.read()?.get(key).copied(),
+            _ => r.fields.read()?.stock.get(key).copied(),
+        })
+    }
+    fn set(&self, key: &str, value: i64) -> R<()> {
+        let r = self.0.root()?;
+        let r = r.read()?;
+        match self.0 .1 {
+            "tree" => drop(r.stock_tree.insert(key.to_string(), value)?),
+            "dict" => drop(r.stock_dict.write()?.insert(key.to_string(), value)),
+            _ => drop(r.fields.write()?.stock.insert(key.to_string(), value)),
+        }
+        Ok(())
+    }
+}
+
+const KINDS: [&str; 3] = ["tree", "dict", "field"];
+
+/// A hub whose `Keyed` maps hold `"page" -> 4` views, `"pears" -> 4` in
+/// stock, `"sale" -> false` and `"page"` stats.
+fn keyed() -> R<Hub> {
+    let hub = Hub::new(MemoryStorage::new());
+    let conn = Connection::new(hub.storage());
+    for kind in KINDS {
+        Counts(On(&conn, kind)).set("page", 4)?;
+        Stock(On(&conn, kind)).set("pears", 4)?;
+        On(&conn, kind).set("sale", false)?;
+        On(&conn, kind).set("page", Stats { hits: 4, best: 1 })?;
+    }
+    conn.commit()?;
+    Ok(hub)
+}
+
+fn two(hub: &Hub) -> (Connection, Connection) {
+    (
+        Connection::new(hub.storage()),
+        Connection::new(hub.storage()),
+    )
+}
+
+fn incr(keys: &impl Keys<u64>, key: &str) -> R<()> {
+    let n = keys.get(key)?.unwrap_or(0);
+    keys.set(key, n + 1)
+}
+
+#[test]
+fn per_key_sum_adds_both_increments_of_a_key() -> R<()> {
+    for kind in KINDS {
+        let hub = keyed()?;
+        let (a, b) = two(&hub);
+        incr(&Counts(On(&a, kind)), "page")?;
+        incr(&Counts(On(&b, kind)), "page")?;
+        a.commit()?;
+        b.commit()?;
+        assert_eq!(b.merge_count(), 1, "{kind}");
+        let c = Connection::new(hub.storage());
+        assert_eq!(Counts(On(&c, kind)).get("page")?, Some(6), "{kind}");
+    }
+    Ok(())
+}
+
+/// A key new on both sides counts from zero; in a tree the entry count
+/// cannot merge it, so the later commit conflicts and its retry adds up.
+#[test]
+fn per_key_sum_of_a_key_added_by_both() -> R<()> {
+    for kind in KINDS {
+        let hub = keyed()?;
+        let (a, b) = two(&hub);
+        incr(&Counts(On(&a, kind)), "new")?;
+        incr(&Counts(On(&b, kind)), "new")?;
+        a.commit()?;
+        if kind == "tree" {
+            assert!(matches!(b.commit(), Err(Error::Conflict(_))));
+            b.abort()?;
+            b.transaction(3, |c| incr(&Counts(On(c, kind)), "new"))?;
+        } else {
+            b.commit()?;
+        }
+        let c = Connection::new(hub.storage());
+        assert_eq!(Counts(On(&c, kind)).get("new")?, Some(2), "{kind}");
+    }
+    Ok(())
+}
+
+#[test]
+fn per_key_same_merges_equal_values_only() -> R<()> {
+    for kind in KINDS {
+        let hub = keyed()?;
+        let (a, b) = two(&hub);
+        On(&a, kind).set("sale", true)?;
+        On(&b, kind).set("sale", true)?;
+        a.commit()?;
+        b.commit()?;
+        let c = Connection::new(hub.storage());
+        assert_eq!(On(&c, kind).get("sale")?, Some(true), "{kind}");
+        // Different values of one key still conflict.
+        let (a, b) = two(&hub);
+        On(&a, kind).set("open", true)?;
+        On(&b, kind).set("open", false)?;
+        a.commit()?;
+        assert!(matches!(b.commit(), Err(Error::Conflict(_))), "{kind}");
+    }
+    Ok(())
+}
+
+#[test]
+fn per_key_nested_merges_a_keys_value_field_by_field() -> R<()> {
+    for kind in KINDS {
+        let hub = keyed()?;
+        let (a, b) = two(&hub);
+        On(&a, kind).set("page", Stats { hits: 5, best: 7 })?;
+        On(&b, kind).set("page", Stats { hits: 6, best: 3 })?;
+        a.commit()?;
+        b.commit()?;
+        let c = Connection::new(hub.storage());
+        let got: Option<Stats> = On(&c, kind).get("page")?;
+        assert_eq!(got, Some(Stats { hits: 7, best: 7 }), "{kind}");
+    }
+    Ok(())
+}
+
+/// One order of `qty` pears: refused when the stock this transaction sees
+/// is short.
+fn order(keys: &impl Keys<i64>, qty: i64) -> R<bool> {
+    let left = keys.get("pears")?.unwrap_or(0);
+    if left < qty {
+        return Ok(false);
+    }
+    keys.set("pears", left - qty)?;
+    Ok(true)
+}
+
+#[test]
+fn per_key_bounded_sum_conflicts_below_the_minimum() -> R<()> {
+    for kind in KINDS {
+        let hub = keyed()?;
+        let (a, b) = two(&hub);
+        // Both see 4 pears and take 3.
+        assert!(order(&Stock(On(&a, kind)), 3)?);
+        assert!(order(&Stock(On(&b, kind)), 3)?);
+        a.commit()?;
+        assert!(matches!(b.commit(), Err(Error::Conflict(_))), "{kind}");
+        b.abort()?;
+        // The retry sees 1 pear left and refuses.
+        assert!(!b.transaction(3, |c| order(&Stock(On(c, kind)), 3))?);
+        // Two orders that both fit merge.
+        let (a, b) = two(&hub);
+        order(&Stock(On(&a, kind)), -5)?; // a delivery
+        assert!(order(&Stock(On(&b, kind)), 1)?);
+        a.commit()?;
+        b.commit()?;
+        let c = Connection::new(hub.storage());
+        assert_eq!(Stock(On(&c, kind)).get("pears")?, Some(5), "{kind}");
     }
     Ok(())
 }

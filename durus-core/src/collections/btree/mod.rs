@@ -103,4 +103,4 @@ pub const MIN_KEYS: usize = MIN_DEGREE - 1;
 /// can count.
 const MAX_DEPTH: usize = 64;
 
-type NodeRef<K, V> = PRef<BNode<K, V>>;
+type NodeRef<K, V, M> = PRef<BNode<K, V, M>>;

@@ -4,12 +4,14 @@ use super::merge::merge_leaf;
 use super::{BNode, BTree};
 use crate::error::Result;
 use crate::persistent::{PRef, Persistent};
+use std::marker::PhantomData;
 
 fn leaf(keys: &[u32]) -> BNode<u32, u32> {
     BNode {
         items: keys.iter().map(|k| (*k, *k)).collect(),
         nodes: Vec::new(),
         reshaped: 0,
+        rule: PhantomData,
     }
 }
 
