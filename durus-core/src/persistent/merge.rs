@@ -103,7 +103,7 @@ impl std::error::Error for MergeConflict {}
 /// # Ok::<(), durus_core::MergeConflict>(())
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`#[merge(nested)]` needs a type that merges its own fields, and `{Self}` does not",
+    message = "`#[merge(nested)]` and per-key `Nested` need a type that merges its own fields, and `{Self}` does not",
     label = "this field cannot be merged field by field",
     note = "add `#[derive(Merge)]` (from `durus_core::persistent::merge`) to `{Self}`"
 )]

@@ -115,9 +115,9 @@ impl<V: Merge + PartialEq + Clone> Rule<V> for Nested {
 /// Numbers a per-key [`Sum`] adds: a zero (`Default`) for a key one side
 /// adds, and a comparison with the rule's integer bounds.
 #[diagnostic::on_unimplemented(
-    message = "`per_key::Sum` adds numbers, and `{Self}` is not one",
-    label = "these values cannot be summed per key",
-    note = "use `per_key::Sum` on maps of counters; a struct value with its own rules takes `per_key::Nested`"
+    message = "a per-key sum adds numbers, and `{Self}` is not one",
+    label = "the values of this map cannot be summed per key",
+    note = "`per_key::Sum` and `#[merge(per_key(sum))]` are for maps of counters; struct values with rules of their own take `per_key::Nested` or `#[merge(per_key(nested))]`"
 )]
 pub trait Counter: Summable + Default + Clone {
     /// How this value compares with an integer bound.
@@ -190,7 +190,7 @@ pub fn same<V: PartialEq + Clone>(
 }
 
 /// [`Sum`] without bounds, and `#[merge(per_key(sum))]`.
-pub fn sum<V: Summable + Default + Clone>(
+pub fn sum<V: Counter>(
     o: Option<&V>,
     s: Option<&V>,
     i: Option<&V>,
@@ -199,7 +199,7 @@ pub fn sum<V: Summable + Default + Clone>(
 }
 
 /// `#[merge(per_key(sum(min = A, max = B)))]`: bounds of the value's type.
-pub fn sum_within<V: Summable + Default + Clone>(
+pub fn sum_within<V: Counter>(
     o: Option<&V>,
     s: Option<&V>,
     i: Option<&V>,
