@@ -214,31 +214,36 @@ trait Keys<V> {
 /// A map of `Keyed`, chosen by name, seen from one connection.
 struct On<'a>(&'a Connection, &'static str);
 
-impl On<'_> {
-    fn root(&self) -> R<PRef<Keyed>> {
-        self.0.root()
-    }
-}
-
+/// Implements `Keys` for a view of one kind of map of `Keyed`: its tree,
+/// its dict and its field.
 macro_rules! keys_impl {
-    ($v:ty, $tree:ident, $dict:ident, $field:ident) => {
-        impl Keys<$v> for On<'_> {
+    ($view:ident, $v:ty, $tree:ident, $dict:ident, $field:ident) => {
+        struct $view<'a>(On<'a>);
+
+        impl Keys<$v> for $view<'_> {
             fn get(&self, key: &str) -> R<Option<$v>> {
-                let root = self.root()?;
+                let root: PRef<Keyed> = self.0 .0.root()?;
                 let r = root.read()?;
-                Ok(match self.1 {
+                Ok(match self.0 .1 {
                     "tree" => r.$tree.get(key)?,
                     "dict" => r.$dict.read()?.get(key).cloned(),
                     _ => r.fields.read()?.$field.get(key).cloned(),
                 })
             }
+
             fn set(&self, key: &str, value: $v) -> R<()> {
-                let root = self.root()?;
+                let root: PRef<Keyed> = self.0 .0.root()?;
                 let r = root.read()?;
-                match self.1 {
-                    "tree" => drop(r.$tree.insert(key.to_string(), value)?),
-                    "dict" => drop(r.$dict.write()?.insert(key.to_string(), value)),
-                    _ => drop(r.fields.write()?.$field.insert(key.to_string(), value)),
+                match self.0 .1 {
+                    "tree" => {
+                        r.$tree.insert(key.to_string(), value)?;
+                    }
+                    "dict" => {
+                        r.$dict.write()?.insert(key.to_string(), value);
+                    }
+                    _ => {
+                        r.fields.write()?.$field.insert(key.to_string(), value);
+                    }
                 }
                 Ok(())
             }
@@ -246,57 +251,10 @@ macro_rules! keys_impl {
     };
 }
 
-/// The views maps of `Keyed`, as `Keys<u64>`.
-struct Counts<'a>(On<'a>);
-/// The stock maps, as `Keys<i64>`.
-struct Stock<'a>(On<'a>);
-
-keys_impl!(bool, flags_tree, flags_dict, flags);
-keys_impl!(Stats, stats_tree, stats_dict, stats);
-
-impl Keys<u64> for Counts<'_> {
-    fn get(&self, key: &str) -> R<Option<u64>> {
-        let r = self.0.root()?;
-        let r = r.read()?;
-        Ok(match self.0 .1 {
-            "tree" => r.views_tree.get(key)?,
-            "dict" => r.views_dict.read()?.get(key).copied(),
-            _ => r.fields.read()?.views.get(key).copied(),
-        })
-    }
-    fn set(&self, key: &str, value: u64) -> R<()> {
-        let r = self.0.root()?;
-        let r = r.read()?;
-        match self.0 .1 {
-            "tree" => drop(r.views_tree.insert(key.to_string(), value)?),
-            "dict" => drop(r.views_dict.write()?.insert(key.to_string(), value)),
-            _ => drop(r.fields.write()?.views.insert(key.to_string(), value)),
-        }
-        Ok(())
-    }
-}
-
-impl Keys<i64> for Stock<'_> {
-    fn get(&self, key: &str) -> R<Option<i64>> {
-        let r = self.0.root()?;
-        let r = r.read()?;
-        Ok(match self.0 .1 {
-            "tree" => r.stock_tree.get(key)?,
-            "dict" => r.stock_dict.read()?.get(key).copied(),
-            _ => r.fields.read()?.stock.get(key).copied(),
-        })
-    }
-    fn set(&self, key: &str, value: i64) -> R<()> {
-        let r = self.0.root()?;
-        let r = r.read()?;
-        match self.0 .1 {
-            "tree" => drop(r.stock_tree.insert(key.to_string(), value)?),
-            "dict" => drop(r.stock_dict.write()?.insert(key.to_string(), value)),
-            _ => drop(r.fields.write()?.stock.insert(key.to_string(), value)),
-        }
-        Ok(())
-    }
-}
+keys_impl!(Counts, u64, views_tree, views_dict, views);
+keys_impl!(Stock, i64, stock_tree, stock_dict, stock);
+keys_impl!(Flags, bool, flags_tree, flags_dict, flags);
+keys_impl!(StatsOf, Stats, stats_tree, stats_dict, stats);
 
 const KINDS: [&str; 3] = ["tree", "dict", "field"];
 
@@ -308,8 +266,8 @@ fn keyed() -> R<Hub> {
     for kind in KINDS {
         Counts(On(&conn, kind)).set("page", 4)?;
         Stock(On(&conn, kind)).set("pears", 4)?;
-        On(&conn, kind).set("sale", false)?;
-        On(&conn, kind).set("page", Stats { hits: 4, best: 1 })?;
+        Flags(On(&conn, kind)).set("sale", false)?;
+        StatsOf(On(&conn, kind)).set("page", Stats { hits: 4, best: 1 })?;
     }
     conn.commit()?;
     Ok(hub)
@@ -371,16 +329,16 @@ fn per_key_same_merges_equal_values_only() -> R<()> {
     for kind in KINDS {
         let hub = keyed()?;
         let (a, b) = two(&hub);
-        On(&a, kind).set("sale", true)?;
-        On(&b, kind).set("sale", true)?;
+        Flags(On(&a, kind)).set("sale", true)?;
+        Flags(On(&b, kind)).set("sale", true)?;
         a.commit()?;
         b.commit()?;
         let c = Connection::new(hub.storage());
-        assert_eq!(On(&c, kind).get("sale")?, Some(true), "{kind}");
+        assert_eq!(Flags(On(&c, kind)).get("sale")?, Some(true), "{kind}");
         // Different values of one key still conflict.
         let (a, b) = two(&hub);
-        On(&a, kind).set("open", true)?;
-        On(&b, kind).set("open", false)?;
+        Flags(On(&a, kind)).set("open", true)?;
+        Flags(On(&b, kind)).set("open", false)?;
         a.commit()?;
         assert!(matches!(b.commit(), Err(Error::Conflict(_))), "{kind}");
     }
@@ -392,12 +350,12 @@ fn per_key_nested_merges_a_keys_value_field_by_field() -> R<()> {
     for kind in KINDS {
         let hub = keyed()?;
         let (a, b) = two(&hub);
-        On(&a, kind).set("page", Stats { hits: 5, best: 7 })?;
-        On(&b, kind).set("page", Stats { hits: 6, best: 3 })?;
+        StatsOf(On(&a, kind)).set("page", Stats { hits: 5, best: 7 })?;
+        StatsOf(On(&b, kind)).set("page", Stats { hits: 6, best: 3 })?;
         a.commit()?;
         b.commit()?;
         let c = Connection::new(hub.storage());
-        let got: Option<Stats> = On(&c, kind).get("page")?;
+        let got: Option<Stats> = StatsOf(On(&c, kind)).get("page")?;
         assert_eq!(got, Some(Stats { hits: 7, best: 7 }), "{kind}");
     }
     Ok(())
