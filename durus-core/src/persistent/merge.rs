@@ -11,7 +11,7 @@
 //! | `sum` | `ours + (stored - initial)`; overflow or a non-finite float is a conflict |
 //! | `sum(min = A, max = B)` | as `sum`; a merged value below `A` or above `B` is a conflict (either bound may be left out) |
 //! | `union` | sets and maps: both sides' additions and removals relative to `initial`; a map key changed on both sides is a conflict, even to the same value |
-//! | `per_key(same)`, `per_key(sum)`, `per_key(sum(min = A, max = B))`, `per_key(nested)` | maps: as `union`, and a key changed on both sides merges by the rule given (see [`per_key`](super::per_key)) |
+//! | `per_key(same)`, `per_key(sum)`, `per_key(sum(min = A, max = B))`, `per_key(nested)` | maps: as `union`, and a key changed on both sides merges by the rule given (see [`per_key`]) |
 //! | `ours` / `theirs` | this client's value / the stored value |
 //! | `max` / `min` | the larger / smaller of `ours` and `stored` |
 //! | `nested` | a struct deriving `Merge` merges its own fields |

@@ -72,6 +72,8 @@ pub struct Same;
 /// outside is a conflict, so the later transaction retries on fresh data
 /// and its own check can refuse); left out, they bound nothing. Bounds are
 /// integers; a map field takes any literal (`#[merge(per_key(sum(min = 0.5)))]`).
+/// A minimum above the maximum is not refused at compile time: every key
+/// changed on both sides then conflicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Sum<const MIN: i128 = { i128::MIN }, const MAX: i128 = { i128::MAX }>;
 
