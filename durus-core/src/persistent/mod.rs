@@ -6,6 +6,7 @@
 //! is a ghost and is loaded on the first `read` or `write`.
 
 pub mod merge;
+pub mod per_key;
 
 use crate::connection::ConnInner;
 use crate::error::{ConflictReason, Error, Result};
