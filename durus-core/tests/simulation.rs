@@ -567,6 +567,9 @@ impl Storage for Meddled {
     fn commit_lock(&mut self) -> Option<Arc<dyn durus_core::storage::CommitLock>> {
         self.inner.commit_lock()
     }
+    fn missing(&mut self, oids: &[durus_core::Oid]) -> durus_core::Result<Vec<durus_core::Oid>> {
+        self.inner.missing(oids)
+    }
 }
 
 /// The storage and the server under the clients.
