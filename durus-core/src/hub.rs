@@ -11,7 +11,7 @@ use crate::lock;
 use crate::oid::Oid;
 use crate::protocol::{records_only, LoadReply};
 use crate::storage::{
-    ClientTransaction, CommitHandler, CommitLock, Durability, NoConflicts, Outage, Storage,
+    ClientTransaction, CommitHandler, CommitLock, Durability, Loader, NoConflicts, Outage, Storage,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,6 +58,9 @@ struct Shared {
     database_lock: Option<Arc<dyn CommitLock>>,
     /// How long the storage has been unreachable (a remote one).
     outage: Option<Arc<Outage>>,
+    /// Sessions that load one record without the state lock (a remote
+    /// storage's pool).
+    loader: Option<Arc<dyn Loader>>,
 }
 
 struct State {
@@ -87,6 +90,7 @@ impl Hub {
     pub fn from_boxed(mut storage: Box<dyn Storage>) -> Hub {
         let database_lock = storage.commit_lock();
         let outage = storage.outage();
+        let loader = storage.loader();
         Hub {
             shared: Arc::new(Shared {
                 commit: Mutex::new(()),
@@ -99,6 +103,7 @@ impl Hub {
                 bytes_committed: AtomicU64::new(0),
                 database_lock,
                 outage,
+                loader,
             }),
         }
     }
@@ -253,8 +258,27 @@ impl Session {
     }
 
     /// Loads one record.
+    ///
+    /// With a storage's loader (PostgreSQL), the record is read outside
+    /// the state lock, so that loads of many sessions run at once: the
+    /// session's invalidations and the storage's point are taken together
+    /// under the lock, and a record written after that point is invalid
+    /// for this load, as it would have been under the lock.
     pub(crate) fn load(&self, oid: Oid) -> Result<LoadReply> {
-        lock(&self.hub.shared.state).load_reply(self.id, oid)
+        let mut state = lock(&self.hub.shared.state);
+        let Some(loader) = &self.hub.shared.loader else {
+            return state.load_reply(self.id, oid);
+        };
+        if state.session(self.id)?.invalid.contains(&oid) {
+            return Ok(LoadReply::Invalid);
+        }
+        let as_of = loader.as_of();
+        drop(state);
+        Ok(match loader.load(oid)? {
+            None => LoadReply::Missing,
+            Some((tid, _)) if tid > as_of => LoadReply::Invalid,
+            Some((_, record)) => LoadReply::Record(record),
+        })
     }
 
     /// Loads several records, holding the state lock once. Those not

@@ -140,3 +140,51 @@ fn unrelated_commits_through_two_hubs_both_succeed() {
         .and_then(|d| d.wait())
         .expect("an unrelated commit through the other hub is no conflict");
 }
+
+/// A hub's point loads run on a pool of sessions, outside the hub's state:
+/// while a table lock holds every reader, three sessions' loads all wait
+/// in PostgreSQL at once (one after another, only one would).
+#[test]
+fn loads_of_several_sessions_wait_in_postgresql_at_once() {
+    let Some((_cluster, url)) = setup("hubs_pool") else {
+        return;
+    };
+    let hub = server(&url);
+    let db = url.rsplit('/').next().expect("database name").to_string();
+    let mut admin = pg::Cluster::client(&url);
+    let mut blocker = pg::Cluster::client(&url);
+    let mut tx = blocker.transaction().expect("begin");
+    tx.batch_execute("LOCK TABLE durus_object IN ACCESS EXCLUSIVE MODE")
+        .expect("lock");
+    let loads: Vec<_> = (0..3)
+        .map(|_| {
+            let mut storage = hub.storage();
+            thread::spawn(move || storage.load(Oid(1)))
+        })
+        .collect();
+    let waiting = |admin: &mut postgres::Client| -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = $1 AND wait_event_type = 'Lock'",
+                &[&db],
+            )
+            .expect("pg_stat_activity")
+            .get(0)
+    };
+    let t0 = std::time::Instant::now();
+    let mut seen = 0;
+    while t0.elapsed() < Duration::from_secs(10) {
+        seen = waiting(&mut admin);
+        if seen >= 3 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    tx.rollback().expect("unlock");
+    for load in loads {
+        let record = load.join().expect("load thread").expect("load");
+        assert!(!record.is_empty());
+    }
+    assert!(seen >= 3, "only {seen} loads waited in PostgreSQL at once");
+}

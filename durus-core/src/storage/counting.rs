@@ -1,7 +1,7 @@
 //! [`Counting`]: a storage adapter that counts what passes through it, for
 //! benchmarks and tests (round trips of a traversal, records per commit).
 
-use super::{CommitHandler, CommitLock, Durability, Outage, Storage};
+use super::{CommitHandler, CommitLock, Durability, Loader, Outage, Storage};
 use crate::error::Result;
 use crate::oid::Oid;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -243,6 +243,10 @@ impl<S: Storage> Storage for Counting<S> {
     fn outage(&self) -> Option<Arc<Outage>> {
         self.inner.outage()
     }
+
+    fn loader(&mut self) -> Option<Arc<dyn Loader>> {
+        self.inner.loader()
+    }
 }
 
 /// A boxed storage is a storage, so adapters can wrap one.
@@ -303,5 +307,9 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
 
     fn outage(&self) -> Option<Arc<Outage>> {
         (**self).outage()
+    }
+
+    fn loader(&mut self) -> Option<Arc<dyn Loader>> {
+        (**self).loader()
     }
 }

@@ -140,11 +140,31 @@ pub trait Storage: Send {
     /// its own sync point only and could lose another process's update.
     fn commit_lock(&mut self) -> Option<Arc<dyn CommitLock>>;
 
+    /// Sessions of a remote storage (PostgreSQL) that load one record
+    /// without the storage itself, so that a [`Hub`](crate::Hub)'s clients
+    /// load in parallel instead of one after another behind its state.
+    /// `None`: loads go through the storage.
+    fn loader(&mut self) -> Option<Arc<dyn Loader>> {
+        None
+    }
+
     /// How long a remote storage has been unreachable, shared with whoever
     /// watches it (a server that exits past a limit). `None`: it cannot be.
     fn outage(&self) -> Option<Arc<Outage>> {
         None
     }
+}
+
+/// Loads beside a storage (see [`Storage::loader`]).
+pub trait Loader: Send + Sync {
+    /// The point the storage's view is at: records written later are not
+    /// part of it. Read it where the storage cannot move meanwhile (a hub
+    /// reads it under its state lock, with the session's invalidations).
+    fn as_of(&self) -> u64;
+
+    /// The record of `oid` and the point it was written at; `None` when
+    /// there is none.
+    fn load(&self, oid: Oid) -> Result<Option<(u64, Vec<u8>)>>;
 }
 
 /// A database's own commit lock (see [`Storage::commit_lock`]).

@@ -150,6 +150,10 @@ impl<S: Storage> Storage for Faulty<S> {
         self.inner.outage()
     }
 
+    fn loader(&mut self) -> Option<Arc<dyn durus_core::storage::Loader>> {
+        self.inner.loader()
+    }
+
     fn timed_out(&self) -> bool {
         self.inner.timed_out()
     }

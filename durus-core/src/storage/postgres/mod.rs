@@ -26,13 +26,14 @@ mod conn;
 mod link;
 mod sql;
 
-use super::{ClientTransaction, CommitHandler, CommitLock, Durability, Outage, Storage};
+use super::{ClientTransaction, CommitHandler, CommitLock, Durability, Loader, Outage, Storage};
 use crate::error::{Error, Result, StorageError};
 use crate::oid::Oid;
 use crate::record;
 use conn::{Conn, Fail};
 use link::{pg_error, Link, Session};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_postgres::{Config, SimpleQueryMessage};
@@ -76,6 +77,9 @@ const MAX_INLINE_BYTES: usize = 32 << 10;
 /// How many times schema creation is tried when another process makes it
 /// at the same moment.
 const SCHEMA_ATTEMPTS: usize = 5;
+
+/// How many sessions a hub's point loads share (see [`Storage::loader`]).
+const LOAD_SESSIONS: usize = 4;
 
 /// How long connecting may take when the URL does not say.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -135,6 +139,11 @@ pub struct PgStorage {
     /// Where it connected, for messages (no password).
     target: String,
     outage: Arc<Outage>,
+    /// The pool of load sessions, once [`Storage::loader`] was asked for.
+    loader: Option<Arc<PgLoader>>,
+    /// `view.last_tid`, for the loader (set where it changes: at connect,
+    /// at the end of each sync and commit).
+    published_tid: Arc<AtomicI64>,
 }
 
 /// What this client knows of the database.
@@ -186,6 +195,8 @@ impl PgStorage {
             .get(0);
         let outage = Arc::new(Outage::default());
         Ok(PgStorage {
+            loader: None,
+            published_tid: Arc::new(AtomicI64::new(last_tid)),
             reader: Link::new(config, target.clone(), session, outage.clone()),
             committer: None,
             view: View {
@@ -393,6 +404,35 @@ fn commit_on(
     link.write_and_commit(new_tid, batches)?;
     view.last_tid = new_tid;
     Ok(())
+}
+
+/// The load sessions a [`PgStorage`] hands to a hub.
+struct PgLoader {
+    links: Vec<Mutex<Link>>,
+    /// Where the next load starts looking for a free session.
+    next: AtomicUsize,
+    as_of: Arc<AtomicI64>,
+}
+
+impl Loader for PgLoader {
+    fn as_of(&self) -> u64 {
+        self.as_of.load(Ordering::SeqCst) as u64
+    }
+
+    fn load(&self, oid: Oid) -> Result<Option<(u64, Vec<u8>)>> {
+        let Ok(key) = i64::try_from(oid.0) else {
+            return Ok(None);
+        };
+        let n = self.links.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        // A free session if there is one, else wait for the next in turn.
+        let mut link = (0..n)
+            .find_map(|i| self.links.get((start + i) % n)?.try_lock().ok())
+            .or_else(|| self.links.get(start % n).map(crate::lock))
+            .ok_or(Error::Storage(StorageError::Closed))?;
+        let found = link.read(&format!("load oid {oid}"), |s| s.load(key))?;
+        Ok(found.map(|(tid, record)| (tid as u64, record)))
+    }
 }
 
 /// The commit lock a [`PgStorage`] hands to a hub: its committing session.
@@ -759,6 +799,8 @@ impl Storage for PgStorage {
         let mut transaction = std::mem::take(&mut self.transaction);
         let out = self.commit(&mut transaction, handler);
         self.transaction = transaction;
+        self.published_tid
+            .store(self.view.last_tid, Ordering::SeqCst);
         // FINISH_COMMIT waited for the WAL flush.
         out.map(|()| Durability::done())
     }
@@ -767,6 +809,7 @@ impl Storage for PgStorage {
         let last_tid = self.view.last_tid;
         let (tid, oids) = self.reader.read("sync", |s| s.changes_since(last_tid))?;
         self.view.last_tid = tid;
+        self.published_tid.store(tid, Ordering::SeqCst);
         self.view.invalidate(&oids);
         Ok(oids)
     }
@@ -789,7 +832,26 @@ impl Storage for PgStorage {
         if let Some(committer) = &self.committer {
             crate::lock(committer).close();
         }
+        if let Some(loader) = &self.loader {
+            for link in &loader.links {
+                crate::lock(link).close();
+            }
+        }
         Ok(())
+    }
+
+    fn loader(&mut self) -> Option<Arc<dyn Loader>> {
+        let loader = self.loader.get_or_insert_with(|| {
+            Arc::new(PgLoader {
+                // Connected on first use.
+                links: (0..LOAD_SESSIONS)
+                    .map(|_| Mutex::new(self.reader.sibling()))
+                    .collect(),
+                next: AtomicUsize::new(0),
+                as_of: self.published_tid.clone(),
+            })
+        });
+        Some(loader.clone())
     }
 
     fn commit_lock(&mut self) -> Option<Arc<dyn CommitLock>> {
