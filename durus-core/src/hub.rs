@@ -275,6 +275,15 @@ impl Session {
         let as_of = loader.as_of();
         drop(state);
         Ok(match loader.load(oid)? {
+            // Removed meanwhile (a pack): invalid once the pack's removals
+            // reached this session, as under the lock.
+            None if lock(&self.hub.shared.state)
+                .session(self.id)?
+                .invalid
+                .contains(&oid) =>
+            {
+                LoadReply::Invalid
+            }
             None => LoadReply::Missing,
             Some((tid, _)) if tid > as_of => LoadReply::Invalid,
             Some((_, record)) => LoadReply::Record(record),
