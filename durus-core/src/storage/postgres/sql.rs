@@ -237,11 +237,18 @@ fn hex_digit(nibble: u8) -> char {
     char::from_digit(u32::from(nibble), 16).unwrap_or('0')
 }
 
-/// The last round trip of a commit: COMMIT releases the commit lock, then
-/// a transaction with an xid commits synchronously, which flushes the WAL
-/// up to and past this commit's record (several clients' commits share
-/// the flush).
-pub(crate) const FINISH_COMMIT: &str = "COMMIT; SELECT pg_current_xact_id()";
+/// The last round trip of a commit: NOTIFY (delivered to the listeners
+/// when the transaction commits, see [`LISTEN`]), COMMIT releases the
+/// commit lock, then a transaction with an xid commits synchronously,
+/// which flushes the WAL up to and past this commit's record (several
+/// clients' commits share the flush).
+pub(crate) const FINISH_COMMIT: &str =
+    "NOTIFY durus_commit; COMMIT; SELECT pg_current_xact_id()";
+
+/// What a session that waits for other processes' commits runs once: every
+/// commit and every pack that removed records sends `NOTIFY durus_commit`
+/// in its transaction.
+pub(crate) const LISTEN: &str = "LISTEN durus_commit";
 
 /// Leaves a commit or a pack that will not happen.
 pub(crate) const ROLLBACK: &str = "ROLLBACK";
@@ -280,6 +287,6 @@ pub(crate) fn finish_pack(tid: i64) -> String {
     format!(
         "DELETE FROM durus_removed WHERE tid < \
          (SELECT max(tid) FROM durus_removed WHERE tid < {tid}); \
-         UPDATE durus_commit SET tid = {tid} WHERE id = 0; COMMIT"
+         UPDATE durus_commit SET tid = {tid} WHERE id = 0; NOTIFY durus_commit; COMMIT"
     )
 }
