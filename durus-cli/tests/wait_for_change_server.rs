@@ -59,9 +59,11 @@ b.abort()
 assert b.get_root()['d']['x'] == 1
 ra['d']['x'] = 2
 a.commit()
-assert ra['d']._p_oid in b.get_storage().sync()
 b.abort()
 assert b.get_root()['d']['x'] == 2
+ra['e'] = PersistentDict(y=1)
+a.commit()
+assert ra._p_oid in b.get_storage().sync()
 a.get_storage().close(); b.get_storage().close()
 print('ok')
 "#;
