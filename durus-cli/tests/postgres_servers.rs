@@ -371,7 +371,9 @@ fn a_client_waiting_on_one_server_wakes_when_a_client_of_another_commits() {
         });
         let started = Instant::now();
         assert!(
-            waiter.wait_for_change(long, Some(&[Oid::ROOT])).expect("wait"),
+            waiter
+                .wait_for_change(long, Some(&[Oid::ROOT]))
+                .expect("wait"),
             "round {round}"
         );
         let woke = Instant::now();

@@ -24,7 +24,10 @@ fn a_client_waiting_on_the_server_wakes_when_a_python_client_commits() {
     let mut server = ChildServer::start(&[]);
     let port = server.port.to_string();
     let mut waiter = ClientStorage::connect(&server.address).expect("connect");
-    assert!(waiter.server_waits(), "our server offers the wait extension");
+    assert!(
+        waiter.server_waits(),
+        "our server offers the wait extension"
+    );
     assert!(!waiter
         .wait_for_change(Duration::from_millis(20), None)
         .expect("wait"));
@@ -85,7 +88,10 @@ fn a_server_stopping_ends_a_clients_wait() {
     assert!(server.stop(), "server exits cleanly on Q");
     let (out, waited) = waiter.join().expect("waiter");
     assert!(out.is_err(), "the wait fails: {out:?}");
-    assert!(waited < LONG / 2, "the wait ended with the server: {waited:?}");
+    assert!(
+        waited < LONG / 2,
+        "the wait ended with the server: {waited:?}"
+    );
 }
 
 /// Python Durus's own server (`durus -s`), stopped by its `Q`, or killed
@@ -144,7 +150,10 @@ fn against_python_durus_server_a_wait_polls_and_loses_nothing() {
     let python = PythonServer::start(&dir.path("db.durus"));
     let address = format!("127.0.0.1:{}", python.port);
     let mut writer = ClientStorage::connect(&address).expect("connect");
-    assert!(!writer.server_waits(), "Python's server has no wait extension");
+    assert!(
+        !writer.server_waits(),
+        "Python's server has no wait extension"
+    );
     let root = Oid::ROOT;
     let x = writer.new_oid().expect("oid 0");
     assert_eq!(x, root);
@@ -152,7 +161,10 @@ fn against_python_durus_server_a_wait_polls_and_loses_nothing() {
 
     let mut waiter = ClientStorage::connect(&address).expect("connect");
     assert!(!waiter.server_waits());
-    assert_eq!(waiter.load(root).expect("load"), support::rec(root, b"one", &[]));
+    assert_eq!(
+        waiter.load(root).expect("load"),
+        support::rec(root, b"one", &[])
+    );
     assert!(!waiter
         .wait_for_change(Duration::from_millis(50), None)
         .expect("wait"));
@@ -169,7 +181,10 @@ fn against_python_durus_server_a_wait_polls_and_loses_nothing() {
     // of it is refused until the sync, which reports it.
     assert!(matches!(waiter.load(root), Err(Error::Conflict(_))));
     assert_eq!(waiter.sync().expect("sync"), vec![root]);
-    assert_eq!(waiter.load(root).expect("load"), support::rec(root, b"two", &[]));
+    assert_eq!(
+        waiter.load(root).expect("load"),
+        support::rec(root, b"two", &[])
+    );
     drop(waiter);
     drop(python);
 }

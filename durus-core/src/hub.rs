@@ -256,7 +256,6 @@ impl Shared {
 }
 
 impl State {
-
     /// True when a session holds `oid`: reserved and not yet written, or
     /// invalid (removed by a pack; as Durus does, not handed out again).
     fn held_by_a_session(&self, oid: Oid) -> bool {

@@ -95,7 +95,10 @@ fn a_pg_storage_waits_on_listen_for_another_clients_commit() {
         move || waiter.wait_for_change(LONG, Some(&[root])).expect("wait"),
         |round| {
             let data = format!("root {round}");
-            commit(&mut writer, vec![(root, rec(root, data.as_bytes(), &[other]))]);
+            commit(
+                &mut writer,
+                vec![(root, rec(root, data.as_bytes(), &[other]))],
+            );
         },
     );
     let median = delays[delays.len() / 2];
@@ -126,7 +129,10 @@ fn a_hub_over_postgresql_wakes_its_sessions_when_another_hub_commits() {
         },
         |round| {
             let data = format!("root {round}");
-            commit(&mut writer, vec![(root, rec(root, data.as_bytes(), &[other]))]);
+            commit(
+                &mut writer,
+                vec![(root, rec(root, data.as_bytes(), &[other]))],
+            );
         },
     );
     let median = delays[delays.len() / 2];

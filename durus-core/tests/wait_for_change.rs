@@ -27,7 +27,10 @@ fn setup() -> (Hub, Oid, Oid) {
     let hub = Hub::new(MemoryStorage::new());
     let conn = Connection::new(hub.storage());
     let root: PRef<Root> = conn.root().expect("root");
-    let (queue, other) = (PRef::new(PersistentList::new()), PRef::new(PersistentList::new()));
+    let (queue, other) = (
+        PRef::new(PersistentList::new()),
+        PRef::new(PersistentList::new()),
+    );
     {
         let mut r = root.write().expect("write");
         r.queue = Some(queue.clone());

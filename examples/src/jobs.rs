@@ -51,7 +51,8 @@ fn take(db: &Database) -> Result<Option<u64>, Error> {
         if queue.read()?.pending.is_empty() {
             return Ok(None);
         }
-        Ok(queue.write()?.pending.pop_front())
+        let job = queue.write()?.pending.pop_front();
+        Ok(job)
     })
 }
 
@@ -65,8 +66,7 @@ fn work(db: &Database, id: usize, stop: &AtomicBool, done: &mpsc::Sender<(u64, u
             }
             Ok(None) => {
                 // Bounded, so that `stop` is seen.
-                if let Err(e) = db.wait_for_change(Duration::from_millis(200), Some(&[Oid::ROOT]))
-                {
+                if let Err(e) = db.wait_for_change(Duration::from_millis(200), Some(&[Oid::ROOT])) {
                     eprintln!("worker {id}: {e}");
                     thread::sleep(Duration::from_millis(100));
                 }
@@ -112,7 +112,9 @@ pub fn run(address: &str, workers: usize, jobs: u64) -> Result<Report, Error> {
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok((taken, worker, at)) => {
                 report.taken.push((taken, worker));
-                report.latencies.push(at.saturating_duration_since(committing));
+                report
+                    .latencies
+                    .push(at.saturating_duration_since(committing));
             }
             Err(_) => {
                 failed = Some(Error::Storage(durus_core::error::StorageError::Other(
@@ -203,7 +205,12 @@ pub fn main_with_args(args: &[String]) -> i32 {
             }
         },
     };
-    let address = server.unwrap_or_else(|| local.as_ref().map(|s| s.address.clone()).unwrap_or_default());
+    let address = server.unwrap_or_else(|| {
+        local
+            .as_ref()
+            .map(|s| s.address.clone())
+            .unwrap_or_default()
+    });
     match run(&address, workers.max(1), jobs) {
         Ok(report) => {
             let ms = |d: Duration| d.as_secs_f64() * 1000.0;

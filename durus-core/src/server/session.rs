@@ -6,8 +6,8 @@ use crate::error::Error;
 use crate::hub::{CommitExchange, Session};
 use crate::net::{Polled, Stream};
 use crate::protocol::{
-    encode_oid_list, CommitAnswer, FrameReader, ReadError, Request, WaitRequest,
-    PROTOCOL_VERSION, STATUS_INVALID, STATUS_OKAY,
+    encode_oid_list, CommitAnswer, FrameReader, ReadError, Request, WaitRequest, PROTOCOL_VERSION,
+    STATUS_INVALID, STATUS_OKAY,
 };
 use std::io::Write;
 use std::sync::Arc;

@@ -468,10 +468,9 @@ impl Storage for ClientStorage {
         };
         // Each request waits at most half the read timeout, so that its
         // answer is never taken for a silent server's.
-        let slice = self
-            .options
-            .read_timeout
-            .map_or(MAX_WAIT_SLICE, |t| (t / 2).clamp(Duration::from_millis(1), MAX_WAIT_SLICE));
+        let slice = self.options.read_timeout.map_or(MAX_WAIT_SLICE, |t| {
+            (t / 2).clamp(Duration::from_millis(1), MAX_WAIT_SLICE)
+        });
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

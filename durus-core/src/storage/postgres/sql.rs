@@ -242,8 +242,7 @@ fn hex_digit(nibble: u8) -> char {
 /// commit lock, then a transaction with an xid commits synchronously,
 /// which flushes the WAL up to and past this commit's record (several
 /// clients' commits share the flush).
-pub(crate) const FINISH_COMMIT: &str =
-    "NOTIFY durus_commit; COMMIT; SELECT pg_current_xact_id()";
+pub(crate) const FINISH_COMMIT: &str = "NOTIFY durus_commit; COMMIT; SELECT pg_current_xact_id()";
 
 /// What a session that waits for other processes' commits runs once: every
 /// commit and every pack that removed records sends `NOTIFY durus_commit`
