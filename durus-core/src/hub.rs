@@ -5,6 +5,11 @@
 //! [`Session`] with its own invalidation set and reserved oids, as in
 //! Durus's `StorageServer`. A commit is an exchange (`CommitExchange`):
 //! while it lasts no other client can commit, but loads and syncs go on.
+//!
+//! A session can wait until it has invalidations ([`Session::wait_for_change`]):
+//! a condition variable is notified whenever invalidation sets grow (a
+//! commit, a pack, a sync that brings another process's commits), so that
+//! idle workers sleep instead of polling.
 
 use crate::error::{Error, ProtocolError, Result, StorageError};
 use crate::lock;
