@@ -73,6 +73,10 @@ struct Shared {
     watching: AtomicBool,
     /// Sessions in `wait_for_change` now.
     waiters: AtomicUsize,
+    /// Another process may have committed since the storage was last
+    /// synced for waiters: the next waiter syncs first (one query then,
+    /// not one per wait).
+    unsynced: AtomicBool,
     /// `close` was called: the watcher thread ends.
     closed: AtomicBool,
 }
@@ -121,6 +125,7 @@ impl Hub {
                 notifier,
                 watching: AtomicBool::new(false),
                 waiters: AtomicUsize::new(0),
+                unsynced: AtomicBool::new(true),
                 closed: AtomicBool::new(false),
             }),
         }
@@ -224,21 +229,34 @@ fn watch(shared: &Weak<Shared>, notifier: &dyn ChangeNotifier) {
             Some(s) if !s.closed.load(Ordering::SeqCst) => {}
             _ => return,
         }
-        // A signal, or a slice without one: either way, sync while
-        // sessions wait (a waiter syncs when it starts: with none waiting,
-        // nothing is missed).
-        if let Err(e) = notifier.wait(WATCH_SLICE) {
-            failures = failures.saturating_add(1);
-            tracing::debug!("hub change watcher: {e}");
-            // PostgreSQL is away: waiters time out meanwhile.
-            std::thread::sleep(Duration::from_millis(50 << failures.min(5)));
-            continue;
-        }
+        let signalled = match notifier.wait(WATCH_SLICE) {
+            Ok(signalled) => signalled,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::debug!("hub change watcher: {e}");
+                if let Some(s) = shared.upgrade() {
+                    // Signals may be lost meanwhile: waiters look themselves.
+                    s.unsynced.store(true, Ordering::SeqCst);
+                }
+                // PostgreSQL is away: waiters time out meanwhile.
+                std::thread::sleep(Duration::from_millis(50 << failures.min(5)));
+                continue;
+            }
+        };
         failures = 0;
         let Some(s) = shared.upgrade() else { return };
+        if signalled {
+            // Set before looking at the waiters: a waiter that starts now
+            // syncs itself (see `Session::wait_for_change`).
+            s.unsynced.store(true, Ordering::SeqCst);
+        }
+        // On a signal, or a slice without one (a safety net), while
+        // sessions wait.
         if s.waiters.load(Ordering::SeqCst) > 0 {
             let mut state = lock(&s.state);
+            s.unsynced.store(false, Ordering::SeqCst);
             if let Err(e) = s.sync_storage(&mut state) {
+                s.unsynced.store(true, Ordering::SeqCst);
                 tracing::debug!("hub change watcher: sync: {e}");
             }
         }
@@ -431,8 +449,14 @@ impl Session {
         let mut state = lock(&shared.state);
         if shared.notifier.is_some() {
             self.hub.watch_other_processes();
-            // What other processes committed before the watcher listens.
-            shared.sync_storage(&mut state)?;
+            // What other processes committed while no one waited (or
+            // before the watcher listened).
+            if shared.unsynced.swap(false, Ordering::SeqCst) {
+                if let Err(e) = shared.sync_storage(&mut state) {
+                    shared.unsynced.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
         }
         loop {
             let session = state.session(self.id)?;
