@@ -131,7 +131,8 @@ struct CounterRunArgs {
     /// (its durus tables are dropped first).
     #[arg(long)]
     storage: Option<std::ffi::OsString>,
-    /// merge (a `#[merge(sum)]` counter) or abort-retry (a plain counter).
+    /// merge (a `#[merge(sum)]` counter), abort-retry (a plain counter) or
+    /// btree-sum (W5: 16 keys of one BTree of per-key counters).
     #[arg(long, value_enum, default_value_t = Variant::AbortRetry)]
     variant: Variant,
     /// The fsync policy of the file storage (embedded, or the server the run starts).

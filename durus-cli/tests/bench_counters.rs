@@ -271,3 +271,39 @@ fn short_bench_w4_and_w5_in_one_process_report_verified_results() {
         assert!(r["server_rss_kb"].is_null());
     }
 }
+
+#[test]
+fn short_bench_w5_btree_sum_runs_verify_every_key_without_conflicts() {
+    let scratch = support::Scratch::new("bench-btree-sum");
+    for target in ["emb", "srv"] {
+        let db = scratch.path(&format!("w5-{target}.durus"));
+        let r = bench_result(&[
+            "w5",
+            "--target",
+            target,
+            "--c",
+            "4",
+            "--duration",
+            "1",
+            "--variant",
+            "btree-sum",
+            "--db",
+            db.to_str().expect("path"),
+        ]);
+        assert_eq!(r["verified"], true, "every key holds its increments: {r}");
+        assert_eq!(r["variant"], "btree-sum");
+        assert_eq!(r["conflicts"], 0, "{r}");
+        assert_eq!(r["final_value"], r["increments"]);
+        assert!(r["merges"].as_u64().is_some_and(|n| n > 0), "{r}");
+    }
+    let db = scratch.path("w4.durus");
+    let out = Command::new(DURUS)
+        .args(["bench", "w4", "--c", "2", "--duration", "1"])
+        .args(["--variant", "btree-sum", "--db"])
+        .arg(&db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("durus");
+    assert!(!out.success(), "btree-sum is a W5 variant");
+}

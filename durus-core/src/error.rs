@@ -172,7 +172,7 @@ pub enum ConflictReason {
     NoRule,
     /// A merge rule refused: the field and why (a bound crossed, a field
     /// changed on both sides, a merge function's own error).
-    Merge(crate::persistent::MergeConflict),
+    MergeRefused(crate::persistent::MergeConflict),
     /// Anything else, in words.
     Other(String),
 }
@@ -189,7 +189,7 @@ impl std::fmt::Display for ConflictReason {
                     "was written on both sides and its type has no merge rule"
                 )
             }
-            ConflictReason::Merge(m) => write!(f, "{m}"),
+            ConflictReason::MergeRefused(m) => write!(f, "{m}"),
             ConflictReason::Other(why) => write!(f, "{why}"),
         }
     }

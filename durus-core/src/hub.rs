@@ -342,9 +342,9 @@ impl Session {
         }
         while oids.len() < count {
             let oid = state.storage.new_oid()?;
-            // The storage may hand out the root's oid too: once is enough.
-            let again = oid == Oid::ROOT && oids.first() == Some(&Oid::ROOT);
-            if !again && !state.held_by_a_session(oid) {
+            // Oid 0 comes only from the branch above: the storage's own
+            // counter may still hand it out after the root was stored.
+            if oid != Oid::ROOT && !state.held_by_a_session(oid) {
                 oids.push(oid);
             }
         }

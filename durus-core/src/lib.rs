@@ -61,7 +61,7 @@ pub use durus_derive::Persistent;
 pub use error::{ConflictDetail, ConflictError, ConflictKind, ConflictReason, Error, Result};
 pub use hub::Hub;
 pub use oid::Oid;
-pub use persistent::{MergeConflict, PRef, Persistent, Status};
+pub use persistent::{per_key, MergeConflict, PRef, Persistent, Status};
 #[cfg(feature = "postgres")]
 pub use storage::PgStorage;
 pub use storage::{ClientStorage, FileOptions, FileStorage, FsyncPolicy, MemoryStorage, Storage};
@@ -78,5 +78,6 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::persistent::merge;
+    pub use crate::persistent::per_key;
     pub use serde;
 }

@@ -4,8 +4,8 @@
 mod collections_common;
 
 use durus_core::{
-    BTree, Connection, Error, Hub, MemoryStorage, PRef, Persistent, PersistentDict, PersistentList,
-    PersistentSet, Result,
+    per_key, BTree, Connection, Error, Hub, MemoryStorage, PRef, Persistent, PersistentDict,
+    PersistentList, PersistentSet, Result,
 };
 use serde::{Deserialize, Serialize};
 
@@ -90,13 +90,28 @@ fn dict_same_key_changed_differently_conflicts_then_retry_succeeds() -> Result<(
     Ok(())
 }
 
+/// Both wrote 9: by default a conflict (two read-modify-writes, one would
+/// be lost); `per_key::Same` is the opt-in for values where writing twice
+/// means writing once (docs/COLLECTIONS.md, the upgrade note).
 #[test]
-fn dict_same_change_on_both_sides_merges() -> Result<()> {
+fn dict_same_change_on_both_sides_conflicts_unless_same() -> Result<()> {
     let (_hub, a, b) = setup()?;
     let (da, db) = (
         root(&a)?.read()?.dict.clone(),
         root(&b)?.read()?.dict.clone(),
     );
+    da.write()?.insert("x".into(), 9);
+    db.write()?.insert("x".into(), 9);
+    a.commit()?;
+    assert!(is_conflict(b.commit()));
+    b.abort()?;
+    let hub = Hub::new(MemoryStorage::new());
+    let (a, b) = (
+        Connection::new(hub.storage()),
+        Connection::new(hub.storage()),
+    );
+    let da: PRef<PersistentDict<String, i64, per_key::Same>> = a.root()?;
+    let db: PRef<PersistentDict<String, i64, per_key::Same>> = b.root()?;
     da.write()?.insert("x".into(), 9);
     db.write()?.insert("x".into(), 9);
     a.commit()?;

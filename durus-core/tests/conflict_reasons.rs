@@ -56,7 +56,7 @@ fn a_bound_crossed_names_the_class_field_and_bound() {
     assert_eq!(Some(detail.oid), ib.oid());
     assert_eq!(detail.class.as_deref(), Some("shop.Item"));
     match &detail.reason {
-        ConflictReason::Merge(m) => {
+        ConflictReason::MergeRefused(m) => {
             assert_eq!(m.field, "stock");
             assert!(m.reason.contains("minimum"), "{}", m.reason);
         }
@@ -78,7 +78,7 @@ fn a_field_changed_on_both_sides_is_named() {
     let text = e.to_string();
     let c = conflict(e);
     assert!(
-        matches!(&c.details[0].reason, ConflictReason::Merge(m) if m.field == "name"),
+        matches!(&c.details[0].reason, ConflictReason::MergeRefused(m) if m.field == "name"),
         "{:?}",
         c.details
     );

@@ -3,7 +3,7 @@
 
 use durus_core::internals::SplitMix64;
 use durus_core::persistent::merge::{self, Merge};
-use durus_core::{Connection, Error, Hub, MemoryStorage, MergeConflict, PRef, Persistent};
+use durus_core::{per_key, Connection, Error, Hub, MemoryStorage, MergeConflict, PRef, Persistent};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Barrier};
@@ -389,16 +389,18 @@ fn property_rules_hold_for_random_inputs() {
             }
         }
         assert_eq!(merge::union(&si, &ss, &si), Ok(ss.clone()));
-        // map keys changed differently on both sides are reported
+        // a map key changed on both sides is reported, even to equal values
         let mi: BTreeMap<u8, i64> = [(1, i)].into();
         let mo: BTreeMap<u8, i64> = [(1, o)].into();
         let ms: BTreeMap<u8, i64> = [(1, s)].into();
         let merged = merge::union(&mo, &ms, &mi);
-        if o != i && s != i && o != s {
-            assert!(merged.is_err());
-        } else {
-            assert!(merged.is_ok());
-        }
+        assert_eq!(merged.is_err(), o != i && s != i);
+        assert_eq!(merge::union(&mo, &mo, &mi).is_err(), o != i);
+        // per key: `same` merges equal values, `sum` adds both deltas
+        let same = per_key::merge_map(&mo, &ms, &mi, per_key::same);
+        assert_eq!(same.is_err(), o != i && s != i && o != s);
+        let sum = per_key::merge_map(&mo, &ms, &mi, per_key::sum);
+        assert_eq!(sum, Ok([(1, o + s - i)].into()));
     }
     assert!(merge::sum(&u8::MAX, &1, &0).is_err());
     assert!(merge::sum(&0u8, &0, &1).is_err());

@@ -3,7 +3,10 @@
 //!
 //! One seed drives a whole history: which client acts, what it reads and
 //! writes (plain objects, `#[merge(sum)]` counters, `#[merge(union)]` sets,
-//! a small `BTree` whose leaves split, join and borrow often), when it
+//! a small `BTree` whose leaves split, join and borrow often, read-modify-
+//! writes of a few hot keys of that tree and of a `PersistentDict`, and
+//! per-key counters in a `BTree` and a `PersistentDict` with
+//! `per_key::Sum`), when it
 //! commits, aborts or syncs in mid-transaction, which guard it holds across
 //! those, when its cache shrinks, when a pack runs, and which storage
 //! operation fails next (`end`, the durability wait, `sync`; for a file,
@@ -15,8 +18,10 @@
 //! exactly once, every counter the sum of its acknowledged deltas, every
 //! set and the tree equal to the model, the tree's invariants intact, and
 //! nothing left by an operation that returned `Err`. A plain object's
-//! write is also checked to have been made from the value last
-//! acknowledged (no lost update). A commit whose outcome is unknown (an
+//! write, and each key a transaction changed in the tree or the plain map,
+//! is also checked to have been made from the value last acknowledged (no
+//! lost update: two clients that both read a key and wrote it must not
+//! both be acknowledged). A commit whose outcome is unknown (an
 //! fsync failed, the server went away) is resolved by its client's journal
 //! object, which every writing transaction sets to its own number.
 //!
@@ -40,7 +45,8 @@ use collections_common::Rng;
 use durus_core::storage::file::{FileIo, IoWrapper};
 use durus_core::storage::{FileOptions, FileStorage, FsyncPolicy};
 use durus_core::{
-    BTree, Connection, Error, Hub, MemoryStorage, MergeConflict, PRef, Persistent, Storage,
+    per_key, BTree, Connection, Error, Hub, MemoryStorage, MergeConflict, PRef, Persistent,
+    PersistentDict, Storage,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,6 +65,9 @@ const SETS: usize = 2;
 const KEYS: u32 = 400;
 const TREE_SIZE: u64 = 48;
 const STEPS: usize = 120;
+/// Keys of the map and of the per-key counters: few, so that two clients
+/// often change the same one.
+const HOT_KEYS: u64 = 4;
 
 /// Merge functions fail on this value, and panic on the next.
 const FAILS: u8 = 1;
@@ -110,6 +119,9 @@ struct Root {
     sets: Vec<PRef<Tags>>,
     tree: BTree<u32, u64>,
     journals: Vec<PRef<Cell>>,
+    map: PRef<PersistentDict<u32, i64>>,
+    map_counts: PRef<PersistentDict<u32, i64, per_key::Sum>>,
+    tree_counts: BTree<u32, i64, per_key::Sum>,
 }
 
 /// The handles a transaction works with, read from the root.
@@ -121,6 +133,9 @@ struct Handles {
     sets: Vec<PRef<Tags>>,
     tree: BTree<u32, u64>,
     journals: Vec<PRef<Cell>>,
+    map: PRef<PersistentDict<u32, i64>>,
+    map_counts: PRef<PersistentDict<u32, i64, per_key::Sum>>,
+    tree_counts: BTree<u32, i64, per_key::Sum>,
 }
 
 fn handles(conn: &Connection) -> durus_core::Result<Handles> {
@@ -133,6 +148,9 @@ fn handles(conn: &Connection) -> durus_core::Result<Handles> {
         sets: r.sets.clone(),
         tree: r.tree.clone(),
         journals: r.journals.clone(),
+        map: r.map.clone(),
+        map_counts: r.map_counts.clone(),
+        tree_counts: r.tree_counts.clone(),
     };
     drop(r);
     Ok(h)
@@ -146,6 +164,9 @@ struct Model {
     sets: Vec<BTreeSet<u32>>,
     tree: BTreeMap<u32, u64>,
     journals: Vec<i64>,
+    map: BTreeMap<u32, i64>,
+    map_counts: BTreeMap<u32, i64>,
+    tree_counts: BTreeMap<u32, i64>,
 }
 
 /// One change a transaction made, to apply to the model if it commits.
@@ -160,8 +181,25 @@ enum Effect {
     Count(usize, i64),
     TagAdd(usize, u32),
     TagRemove(usize, u32),
-    TreeInsert(u32, u64),
-    TreeRemove(u32),
+    /// Tree key set (`Some`) or removed (`None`), from the value `first`
+    /// this transaction saw.
+    Tree {
+        key: u32,
+        first: Option<u64>,
+        last: Option<u64>,
+    },
+    /// Map key likewise.
+    Map {
+        key: u32,
+        first: Option<i64>,
+        last: Option<i64>,
+    },
+    /// A per-key counter of the map (`false`) or the tree (`true`) moved.
+    KeyCount {
+        tree: bool,
+        key: u32,
+        delta: i64,
+    },
     Journal(usize, i64),
 }
 
@@ -185,17 +223,46 @@ impl Model {
                 Effect::TagRemove(k, t) => {
                     self.sets[k].remove(&t);
                 }
-                Effect::TreeInsert(key, v) => {
-                    self.tree.insert(key, v);
+                Effect::Tree { key, first, last } => {
+                    set_from(&mut self.tree, key, first, last).map_err(|e| format!("tree {e}"))?;
                 }
-                Effect::TreeRemove(key) => {
-                    self.tree.remove(&key);
+                Effect::Map { key, first, last } => {
+                    set_from(&mut self.map, key, first, last).map_err(|e| format!("map {e}"))?;
+                }
+                Effect::KeyCount { tree, key, delta } => {
+                    let m = if tree {
+                        &mut self.tree_counts
+                    } else {
+                        &mut self.map_counts
+                    };
+                    *m.entry(key).or_default() += delta;
                 }
                 Effect::Journal(i, seq) => self.journals[i] = seq,
             }
         }
         Ok(())
     }
+}
+
+/// Sets (or removes) `key` in a model map, checking the write was made from
+/// the value last acknowledged.
+fn set_from<V: Copy + PartialEq + std::fmt::Debug>(
+    map: &mut BTreeMap<u32, V>,
+    key: u32,
+    first: Option<V>,
+    last: Option<V>,
+) -> Result<(), String> {
+    let acknowledged = map.get(&key).copied();
+    if acknowledged != first {
+        return Err(format!(
+            "lost update: key {key} was written from {first:?}, but {acknowledged:?} was acknowledged"
+        ));
+    }
+    match last {
+        Some(v) => map.insert(key, v),
+        None => map.remove(&key),
+    };
+    Ok(())
 }
 
 /// What a client reads of the whole database.
@@ -221,6 +288,13 @@ fn read_all(conn: &Connection) -> durus_core::Result<Model> {
     }
     for j in &h.journals {
         m.journals.push(j.read()?.value);
+    }
+    m.map = h.map.read()?.as_map().clone();
+    m.map_counts = h.map_counts.read()?.as_map().clone();
+    h.tree_counts.verify()?;
+    for entry in h.tree_counts.iter() {
+        let (k, v) = entry?;
+        m.tree_counts.insert(k, v);
     }
     Ok(m)
 }
@@ -305,6 +379,8 @@ struct Client {
     /// Tree keys this transaction touched: the value it first saw, the
     /// value it left. Only a difference is a change (merges are three-way).
     tree_net: BTreeMap<u32, (Option<u64>, Option<u64>)>,
+    /// The plain map's keys likewise.
+    map_net: BTreeMap<u32, (Option<i64>, Option<i64>)>,
     /// Tags likewise: present when first seen, present when left.
     tag_net: BTreeMap<(usize, u32), (bool, bool)>,
     /// The number of this client's next writing transaction.
@@ -318,6 +394,7 @@ impl Client {
             handles: None,
             effects: Vec::new(),
             tree_net: BTreeMap::new(),
+            map_net: BTreeMap::new(),
             tag_net: BTreeMap::new(),
             seq: 1,
         }
@@ -328,12 +405,14 @@ impl Client {
         self.handles = None;
         self.effects.clear();
         self.tree_net.clear();
+        self.map_net.clear();
         self.tag_net.clear();
     }
 
     fn changed_anything(&self) -> bool {
         !self.effects.is_empty()
             || self.tree_net.values().any(|(a, b)| a != b)
+            || self.map_net.values().any(|(a, b)| a != b)
             || self.tag_net.values().any(|(a, b)| a != b)
     }
 
@@ -342,10 +421,12 @@ impl Client {
         let mut out = std::mem::take(&mut self.effects);
         for (key, (first, last)) in std::mem::take(&mut self.tree_net) {
             if first != last {
-                out.push(match last {
-                    Some(v) => Effect::TreeInsert(key, v),
-                    None => Effect::TreeRemove(key),
-                });
+                out.push(Effect::Tree { key, first, last });
+            }
+        }
+        for (key, (first, last)) in std::mem::take(&mut self.map_net) {
+            if first != last {
+                out.push(Effect::Map { key, first, last });
             }
         }
         for ((k, t), (first, last)) in std::mem::take(&mut self.tag_net) {
@@ -495,6 +576,9 @@ impl Storage for Meddled {
     }
     fn change_notifier(&mut self) -> Option<Arc<dyn durus_core::storage::ChangeNotifier>> {
         self.inner.change_notifier()
+    }
+    fn missing(&mut self, oids: &[durus_core::Oid]) -> durus_core::Result<Vec<durus_core::Oid>> {
+        self.inner.missing(oids)
     }
 }
 
@@ -727,6 +811,7 @@ impl Sim {
             sets: vec![BTreeSet::new(); SETS],
             tree: BTreeMap::new(),
             journals: vec![0; n_clients],
+            ..Model::default()
         };
         let clients = (0..n_clients)
             .map(|_| Client::new(stack.connect()))
@@ -793,7 +878,10 @@ impl Sim {
             0..=7 => self.op_plain(i),
             8..=17 => self.op_counter(i),
             18..=25 => self.op_tags(i),
-            26..=49 => self.op_tree(i),
+            26..=37 => self.op_tree(i),
+            38..=41 => self.op_tree_rmw(i),
+            42..=45 => self.op_map_rmw(i),
+            46..=49 => self.op_key_count(i),
             50..=51 => self.op_replace(i),
             52..=71 => return self.boundary(step, i, Boundary::Commit),
             72..=77 => return self.boundary(step, i, Boundary::Abort),
@@ -941,6 +1029,71 @@ impl Sim {
                 .or_insert((before, before));
             net.1 = after;
         }
+        Ok(())
+    }
+
+    /// A read-modify-write of a hot key of the tree: both sides doing it
+    /// is a conflict (the default per-key rule).
+    fn op_tree_rmw(&mut self, i: usize) -> durus_core::Result<()> {
+        let h = self.handles(i)?;
+        let key = self.rng.below(HOT_KEYS) as u32 * 100 + 50;
+        let delta = 1 + self.rng.below(9);
+        let read = h.tree.get(&key)?;
+        let after = match read {
+            Some(_) if self.chance(20) => {
+                h.tree.remove(&key)?;
+                None
+            }
+            _ => {
+                let v = read.unwrap_or(0) + delta;
+                h.tree.insert(key, v)?;
+                Some(v)
+            }
+        };
+        let net = self.clients[i].tree_net.entry(key).or_insert((read, read));
+        net.1 = after;
+        Ok(())
+    }
+
+    /// A read-modify-write of a key of the plain map.
+    fn op_map_rmw(&mut self, i: usize) -> durus_core::Result<()> {
+        let h = self.handles(i)?;
+        let key = self.rng.below(HOT_KEYS) as u32;
+        let delta = 1 + self.rng.below(9) as i64;
+        let read = h.map.read()?.get(&key).copied();
+        let after = if read.is_some() && self.chance(20) {
+            None
+        } else {
+            Some(read.unwrap_or(0) + delta)
+        };
+        {
+            let mut m = h.map.write()?;
+            match after {
+                Some(v) => m.insert(key, v),
+                None => m.remove(&key),
+            };
+        }
+        let net = self.clients[i].map_net.entry(key).or_insert((read, read));
+        net.1 = after;
+        Ok(())
+    }
+
+    /// An increment of a per-key counter, read and written back, in the
+    /// map or the tree: concurrent ones add up.
+    fn op_key_count(&mut self, i: usize) -> durus_core::Result<()> {
+        let h = self.handles(i)?;
+        let key = self.rng.below(HOT_KEYS) as u32;
+        let delta = self.rng.below(21) as i64 - 10;
+        let tree = self.chance(50);
+        if tree {
+            let n = h.tree_counts.get(&key)?.unwrap_or(0);
+            h.tree_counts.insert(key, n + delta)?;
+        } else {
+            *h.map_counts.write()?.entry(key).or_default() += delta;
+        }
+        self.clients[i]
+            .effects
+            .push(Effect::KeyCount { tree, key, delta });
         Ok(())
     }
 

@@ -37,6 +37,18 @@ pub enum Rule {
     Same,
     Nested,
     With(Path),
+    /// `per_key(rule)`: a map whose key changed on both sides merges by `rule`.
+    PerKey(KeyRule),
+}
+
+/// The rule inside `per_key(...)`.
+pub enum KeyRule {
+    Same,
+    Sum {
+        min: Option<Box<Bound>>,
+        max: Option<Box<Bound>>,
+    },
+    Nested,
 }
 
 /// A field's rule, with the span of the rule's name for errors.
@@ -53,8 +65,10 @@ pub struct SerdeField {
     pub skipped: Option<Span>,
 }
 
-pub const RULES: &str =
-    "sum, sum(min = A, max = B), union, ours, theirs, max, min, same, nested, with = path::to::fn";
+pub const RULES: &str = "sum, sum(min = A, max = B), union, ours, theirs, max, min, same, nested, \
+     with = path::to::fn, per_key(same | sum | sum(min = A, max = B) | nested)";
+
+const KEY_RULES: &str = "same, sum, sum(min = A, max = B), nested";
 
 fn string_list(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<LitStr>> {
     let value = meta.value()?;
@@ -151,8 +165,10 @@ fn bound(expr: Expr) -> syn::Result<Bound> {
     })
 }
 
+type Bounds = (Option<Box<Bound>>, Option<Box<Bound>>);
+
 /// `sum(min = A, max = B)`, either bound optional.
-fn sum_bounds(meta: &ParseNestedMeta<'_>) -> syn::Result<Rule> {
+fn sum_bounds(meta: &ParseNestedMeta<'_>) -> syn::Result<Bounds> {
     let mut min = None;
     let mut max = None;
     meta.parse_nested_meta(|inner| {
@@ -178,7 +194,51 @@ fn sum_bounds(meta: &ParseNestedMeta<'_>) -> syn::Result<Rule> {
             ));
         }
     }
-    Ok(Rule::Sum { min, max })
+    Ok((min, max))
+}
+
+/// The rule of `per_key(rule)`: exactly one of [`KEY_RULES`].
+fn key_rule(meta: &ParseNestedMeta<'_>) -> syn::Result<KeyRule> {
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(meta.error(format!(
+            "`per_key` takes the rule for a key both sides changed: per_key(rule), one of: {KEY_RULES}"
+        )));
+    }
+    let mut out = None;
+    meta.parse_nested_meta(|inner| {
+        let has_args = inner.input.peek(syn::token::Paren);
+        let rule = if inner.path.is_ident("sum") {
+            let (min, max) = if has_args {
+                sum_bounds(&inner)?
+            } else {
+                (None, None)
+            };
+            KeyRule::Sum { min, max }
+        } else if inner.path.is_ident("same") || inner.path.is_ident("nested") {
+            if has_args {
+                return Err(inner.error("this per-key rule takes no arguments"));
+            }
+            if inner.path.is_ident("same") {
+                KeyRule::Same
+            } else {
+                KeyRule::Nested
+            }
+        } else {
+            return Err(inner.error(format!(
+                "unknown per-key rule; expected one of: {KEY_RULES}"
+            )));
+        };
+        if out.is_some() {
+            return Err(inner.error("`per_key` takes one rule; remove the duplicate"));
+        }
+        out = Some(rule);
+        Ok(())
+    })?;
+    out.ok_or_else(|| {
+        meta.error(format!(
+            "`per_key` takes the rule for a key both sides changed: per_key(rule), one of: {KEY_RULES}"
+        ))
+    })
 }
 
 pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> Option<FieldRule> {
@@ -212,14 +272,14 @@ pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> Option<FieldRule> {
                 })?;
                 Rule::With(path)
             } else if meta.path.is_ident("sum") {
-                if has_args {
+                let (min, max) = if has_args {
                     sum_bounds(&meta)?
                 } else {
-                    Rule::Sum {
-                        min: None,
-                        max: None,
-                    }
-                }
+                    (None, None)
+                };
+                Rule::Sum { min, max }
+            } else if meta.path.is_ident("per_key") {
+                Rule::PerKey(key_rule(&meta)?)
             } else if let Some((name, make)) = simple.iter().find(|(n, _)| meta.path.is_ident(n)) {
                 if has_args {
                     return Err(meta.error(format!(

@@ -1,7 +1,7 @@
 //! Code generation from the checked model.
 
 use crate::ast::{self, Field, Input};
-use crate::attr::Rule;
+use crate::attr::{Bound, KeyRule, Rule};
 use crate::check;
 use crate::ctxt::Ctxt;
 use proc_macro2::TokenStream;
@@ -138,6 +138,17 @@ fn merge_impl(model: &Input<'_>) -> TokenStream {
     }
 }
 
+/// A bound of a sum, as `Some(literal)` spanned on the literal, or `None`.
+fn bound(b: &Option<Box<Bound>>) -> TokenStream {
+    match b {
+        Some(b) => {
+            let e = &b.expr;
+            quote_spanned!(e.span()=> ::core::option::Option::Some(#e))
+        }
+        None => quote!(::core::option::Option::None),
+    }
+}
+
 fn field_merge(field: &Field<'_>) -> TokenStream {
     let name = field.ident;
     let args = quote!(&ours.#name, &stored.#name, &initial.#name);
@@ -157,15 +168,24 @@ fn field_merge(field: &Field<'_>) -> TokenStream {
             max: None,
         }) => quote_spanned!(span=> #m::sum(#args)),
         Some(Rule::Sum { min, max }) => {
-            let bound = |b: &Option<Box<crate::attr::Bound>>| match b {
-                Some(b) => {
-                    let e = &b.expr;
-                    quote_spanned!(e.span()=> ::core::option::Option::Some(#e))
-                }
-                None => quote!(::core::option::Option::None),
-            };
             let (min, max) = (bound(min), bound(max));
             quote_spanned!(span=> #m::sum_within(#args, #min, #max))
+        }
+        Some(Rule::PerKey(rule)) => {
+            let k = quote_spanned!(span=> ::durus_core::__private::per_key);
+            let each = match rule {
+                KeyRule::Same => quote_spanned!(span=> #k::same),
+                KeyRule::Nested => quote_spanned!(span=> #k::nested),
+                KeyRule::Sum {
+                    min: None,
+                    max: None,
+                } => quote_spanned!(span=> #k::sum),
+                KeyRule::Sum { min, max } => {
+                    let (min, max) = (bound(min), bound(max));
+                    quote_spanned!(span=> |o, s, i| #k::sum_within(o, s, i, #min, #max))
+                }
+            };
+            quote_spanned!(span=> #k::merge_map(#args, #each))
         }
         Some(Rule::Same) => quote_spanned!(span=> #m::same(#args)),
         Some(Rule::Union) => quote_spanned!(span=> #m::union(#args)),

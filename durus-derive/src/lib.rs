@@ -23,7 +23,8 @@ use syn::{parse_macro_input, DeriveInput};
 /// - `#[persistent(aliases = ["old.Name", ...])]` lists older class names
 ///   whose records still load into the type.
 /// - `#[merge(rule)]` on a field makes the type resolvable; see the
-///   `durus_core::persistent::merge` module for the rules.
+///   `durus_core::persistent::merge` module for the rules, and
+///   `durus_core::per_key` for `#[merge(per_key(rule))]` on map fields.
 ///
 /// The type also needs serde's `Serialize` and `Deserialize` (its state is
 /// encoded with them), and `Default` to be a connection's root.

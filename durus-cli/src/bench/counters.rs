@@ -17,6 +17,7 @@
 
 use super::items::Target;
 use super::json::Record;
+use super::keyed::{self, KeyedCounters};
 use super::procs::{self, bench_error, CpuSnapshot, ServerProcess};
 use crate::tools::FsyncPolicy;
 use durus_core::error::{Error, Result};
@@ -60,6 +61,10 @@ pub trait CounterModel: 'static {
     fn insert_plain(root: &mut Self::Root, key: String, counter: PRef<Self::Plain>);
     /// Stores a merging counter under `key`.
     fn insert_merging(root: &mut Self::Root, key: String, counter: PRef<Self::Merging>);
+    /// The tree of per-key counters (W5 `btree-sum`), if there is one.
+    fn keyed(root: &Self::Root) -> Option<KeyedCounters>;
+    /// Stores the tree of per-key counters.
+    fn insert_keyed(root: &mut Self::Root, tree: KeyedCounters);
 }
 
 /// Which workload.
@@ -105,6 +110,11 @@ pub enum Variant {
     /// A merging counter (`#[merge(sum)]`): concurrent commits merge.
     #[value(name = "merge")]
     Merging,
+    /// W5 only: 16 keys of one `BTree` whose values are per-key counters
+    /// (`per_key::Sum`); each client increments the keys in turn, and
+    /// concurrent increments of a key merge.
+    #[value(name = "btree-sum")]
+    BtreeSum,
 }
 
 impl Variant {
@@ -113,6 +123,7 @@ impl Variant {
         match self {
             Variant::AbortRetry => "abort-retry",
             Variant::Merging => "merge",
+            Variant::BtreeSum => "btree-sum",
         }
     }
 }
@@ -220,11 +231,15 @@ fn setup_on<M: CounterModel>(
     };
     {
         let mut r = root.write()?;
-        for k in keys {
-            match variant {
-                Variant::AbortRetry => M::insert_plain(&mut r, k, PRef::new(M::Plain::default())),
-                Variant::Merging => M::insert_merging(&mut r, k, PRef::new(M::Merging::default())),
-            }
+        match variant {
+            Variant::AbortRetry => keys
+                .into_iter()
+                .for_each(|k| M::insert_plain(&mut r, k, PRef::new(M::Plain::default()))),
+            Variant::Merging => keys
+                .into_iter()
+                .for_each(|k| M::insert_merging(&mut r, k, PRef::new(M::Merging::default()))),
+            Variant::BtreeSum if mode == Mode::W5 => M::insert_keyed(&mut r, keyed::make()?),
+            Variant::BtreeSum => return Err(bench_error("--variant btree-sum is a W5 variant")),
         }
     }
     conn.commit()
@@ -255,6 +270,10 @@ fn counter_value_on<M: CounterModel>(
             let v = c.read()?.value();
             v
         }
+        Variant::BtreeSum => {
+            let tree = M::keyed(&*root.read()?).ok_or_else(missing)?;
+            keyed::values(&tree)?.iter().sum()
+        }
     };
     Ok(value)
 }
@@ -277,6 +296,7 @@ pub fn store_detached<M: CounterModel>(address: &str, variant: Variant) -> Resul
             <M::Merging as Persistent>::CLASS_NAME,
             &M::Merging::default(),
         ),
+        Variant::BtreeSum => return Err(keyed::not_detached()),
     }
     .map_err(Error::Encoding)?;
     let record = durus_core::internals::record::pack(oid, &data, &[]).map_err(Error::Record)?;
@@ -293,6 +313,7 @@ pub fn counter_value_at<M: CounterModel>(address: &str, variant: Variant, oid: O
     let value = match variant {
         Variant::AbortRetry => conn.get::<M::Plain>(oid)?.read()?.value(),
         Variant::Merging => conn.get::<M::Merging>(oid)?.read()?.value(),
+        Variant::BtreeSum => return Err(keyed::not_detached()),
     };
     Ok(value)
 }
@@ -314,11 +335,20 @@ fn work_on<M: CounterModel>(conn: &Connection, opts: &WorkerOptions) -> Result<W
     let outcome = match opts.variant {
         Variant::AbortRetry => {
             let counter = find::<M, M::Plain>(conn, opts.oid, |r| M::plain(r, &key))?;
-            increment_loop(conn, &counter, opts)?
+            counter.read()?; // load it
+            increment_loop(conn, opts, |_| counter.write().map(|mut c| c.increment()))?
         }
         Variant::Merging => {
             let counter = find::<M, M::Merging>(conn, opts.oid, |r| M::merging(r, &key))?;
-            increment_loop(conn, &counter, opts)?
+            counter.read()?;
+            increment_loop(conn, opts, |_| counter.write().map(|mut c| c.increment()))?
+        }
+        Variant::BtreeSum => {
+            let root: PRef<M::Root> = conn.root()?;
+            let found = M::keyed(&*root.read()?);
+            let tree = found.ok_or_else(|| bench_error("the tree is missing from the root"))?;
+            keyed::load(&tree)?;
+            increment_loop(conn, opts, |done| keyed::increment(&tree, opts.idx, done))?
         }
     };
     conn.abort()?;
@@ -341,12 +371,14 @@ fn find<M: CounterModel, T: Persistent>(
     }
 }
 
-fn increment_loop<T: BenchCounter>(
+/// Ends the transaction that loaded the objects, sleeps until T0, then
+/// makes `change` (given the number of successes so far) and commits until
+/// T0 + D, aborting and retrying conflicts.
+fn increment_loop(
     conn: &Connection,
-    counter: &PRef<T>,
     opts: &WorkerOptions,
+    mut change: impl FnMut(u64) -> Result<()>,
 ) -> Result<WorkerOutcome> {
-    counter.read()?; // load it
     conn.abort()?;
     procs::sleep_until_wall(opts.start_at);
     let late = procs::wall_now() - opts.start_at;
@@ -357,10 +389,7 @@ fn increment_loop<T: BenchCounter>(
     let merges_before = conn.merge_count();
     let (mut ok, mut conflicts) = (0u64, 0u64);
     while ok < target && ok + conflicts < MAX_OPS && Instant::now() < end {
-        let attempt = counter
-            .write()
-            .map(|mut c| c.increment())
-            .and_then(|()| conn.commit());
+        let attempt = change(ok).and_then(|()| conn.commit());
         match attempt {
             Ok(()) => ok += 1,
             Err(e) if e.is_conflict() || matches!(e, Error::NeedsAbort) => {
@@ -559,11 +588,7 @@ fn run_on<M: CounterModel>(mode: Mode, opts: &RunOptions, address: &str) -> Resu
             }
             (all, None)
         }
-        Mode::W5 => {
-            let v = counter_value::<M>(address, opts.variant, &mode.key(0))?;
-            let total: u64 = results.iter().map(|r| r.ok).sum();
-            (v == total as i64, Some(v))
-        }
+        Mode::W5 => w5_check::<M>(&Connection::connect(address)?, opts.variant, &results)?,
     };
     Ok((results, verified, final_value))
 }
@@ -657,13 +682,29 @@ fn check_counters<M: CounterModel>(
             }
             (all, None)
         }
-        Mode::W5 => {
-            let v = counter_value_on::<M>(&conn, opts.variant, &mode.key(0))?;
-            let total: u64 = results.iter().map(|r| r.ok).sum();
-            (v == total as i64, Some(v))
-        }
+        Mode::W5 => w5_check::<M>(&conn, opts.variant, &results)?,
     };
     conn.abort()?;
     conn.with_storage(|s| s.close())?;
     Ok((results, verified, final_value))
+}
+
+/// W5's check on `conn`: the hot counter equals the sum of all successes;
+/// with `btree-sum`, each key equals the successes that incremented it.
+/// Returns whether it passed and the counter's value (the tree's total).
+fn w5_check<M: CounterModel>(
+    conn: &Connection,
+    variant: Variant,
+    results: &[WorkerOutcome],
+) -> Result<(bool, Option<i64>)> {
+    let v = counter_value_on::<M>(conn, variant, &Mode::W5.key(0))?;
+    let total: u64 = results.iter().map(|r| r.ok).sum();
+    let mut verified = v == total as i64;
+    if variant == Variant::BtreeSum {
+        let root: PRef<M::Root> = conn.root()?;
+        let tree = M::keyed(&*root.read()?);
+        let tree = tree.ok_or_else(|| bench_error("the tree is missing from the root"))?;
+        verified &= keyed::values(&tree)? == keyed::expected(results);
+    }
+    Ok((verified, Some(v)))
 }

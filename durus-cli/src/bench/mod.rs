@@ -5,13 +5,14 @@
 //! One module per workload (`w1`-`w7`); what several share lives in
 //! `procs` (the server child, the worker children, CPU accounting),
 //! `counters` (the W4/W5 client loop and checks; the program supplies
-//! the persistent types), `items` (the item database of W1-W3, W6 and
+//! the persistent types), `keyed` (W5 `btree-sum`'s per-key counters), `items` (the item database of W1-W3, W6 and
 //! W7), `data` (deterministic inputs) and `json` (result lines).
 
 pub mod counters;
 pub mod data;
 pub mod items;
 pub mod json;
+pub mod keyed;
 pub mod model;
 pub mod pingpong;
 pub mod procs;
@@ -26,3 +27,4 @@ pub mod w7;
 pub use counters::{
     BenchCounter, CounterModel, Mode, RunOptions, Variant, WorkerOptions, WorkerOutcome,
 };
+pub use keyed::KeyedCounters;

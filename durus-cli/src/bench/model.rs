@@ -5,7 +5,7 @@
 //! library; their class names are pinned (`durus_bench.*`). The
 //! integration tests use them too, to read and write the same records.
 
-use super::{BenchCounter, CounterModel};
+use super::{BenchCounter, CounterModel, KeyedCounters};
 use durus_core::{PRef, Persistent};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -27,7 +27,7 @@ pub struct MergeCounter {
 }
 
 /// The root of a benchmark database: named counters of both kinds (W4
-/// uses `c0`..`c<C-1>`, W5 `hot`).
+/// uses `c0`..`c<C-1>`, W5 `hot`), and W5 `btree-sum`'s tree.
 #[derive(Persistent, Serialize, Deserialize, Default)]
 #[persistent(class = "durus_bench.Root")]
 pub struct BenchRoot {
@@ -35,6 +35,8 @@ pub struct BenchRoot {
     pub counters: BTreeMap<String, PRef<Counter>>,
     #[serde(default)]
     pub merge_counters: BTreeMap<String, PRef<MergeCounter>>,
+    #[serde(default)]
+    pub keyed: Option<KeyedCounters>,
 }
 
 impl BenchCounter for Counter {
@@ -74,5 +76,11 @@ impl CounterModel for Model {
     }
     fn insert_merging(root: &mut BenchRoot, key: String, counter: PRef<MergeCounter>) {
         root.merge_counters.insert(key, counter);
+    }
+    fn keyed(root: &BenchRoot) -> Option<KeyedCounters> {
+        root.keyed.clone()
+    }
+    fn insert_keyed(root: &mut BenchRoot, tree: KeyedCounters) {
+        root.keyed = Some(tree);
     }
 }

@@ -2,12 +2,14 @@
 
 use super::{Key, Value};
 use crate::persistent::merge::{self, MergeConflict, Unionable};
+use crate::persistent::per_key::{self, Rule};
 use crate::persistent::Persistent;
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
 use std::collections::btree_map;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut, RangeBounds};
 
 /// An ordered map whose entries are all in one record (Durus's
@@ -20,10 +22,14 @@ use std::ops::{Deref, DerefMut, RangeBounds};
 ///
 /// Concurrent commits merge key by key (a three-way merge against the map as
 /// this client loaded it): entries added, changed or removed by only one side
-/// are all kept; a key added, changed or removed by both sides to the same
-/// result is fine; a key that ends differently on the two sides is a
-/// conflict. Values are compared with `PartialEq` (a `PRef` by identity, so a
-/// change inside a referenced object is not a change of the map).
+/// are all kept; a key added, changed or removed by both sides goes to the
+/// per-key rule `M` ([`per_key`](crate::per_key)): by default a conflict,
+/// even when both wrote the same value (two increments from 4 both wrote
+/// 5: one would be lost). `per_key::Same` merges equal results,
+/// `per_key::Sum` adds counters, `per_key::Nested` merges struct values
+/// field by field. Values are compared with `PartialEq` (a `PRef` by
+/// identity, so a change inside a referenced object is not a change of the
+/// map).
 ///
 /// The rest of the read API of `BTreeMap` (ranges, first/last, ...) is there
 /// through `Deref`; `DerefMut` gives its mutating API too, which is safe for
@@ -41,11 +47,14 @@ use std::ops::{Deref, DerefMut, RangeBounds};
 /// ```
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent, bound = "K: Key, V: Value")]
-pub struct PersistentDict<K: Key, V: Value> {
+pub struct PersistentDict<K: Key, V: Value, M: Rule<V> = per_key::Strict> {
     map: BTreeMap<K, V>,
+    /// The rule for a key changed on both sides (not stored).
+    #[serde(skip)]
+    rule: PhantomData<M>,
 }
 
-impl<K: Key, V: Value> Persistent for PersistentDict<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> Persistent for PersistentDict<K, V, M> {
     const CLASS_NAME: &'static str = "durus_core::collections::PersistentDict";
     const RESOLVABLE: bool = true;
 
@@ -58,22 +67,23 @@ impl<K: Key, V: Value> Persistent for PersistentDict<K, V> {
     }
 }
 
-impl<K: Key, V: Value> Unionable for PersistentDict<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> Unionable for PersistentDict<K, V, M> {
     fn merge_union(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict> {
-        merge::union(&ours.map, &stored.map, &initial.map)
-            .map(|map| PersistentDict { map })
+        per_key::merge_map(ours, stored, initial, M::merge_key)
             .map_err(|e| merge::in_field(Self::CLASS_NAME, e))
     }
 }
 
 impl<K: Key, V: Value> PersistentDict<K, V> {
-    /// An empty map.
+    /// An empty map with the default per-key rule; a map with another rule
+    /// is made with `default()` (as `HashMap::new` is only for the default
+    /// hasher, so that `PersistentDict::new()` needs no annotation).
     pub fn new() -> Self {
-        PersistentDict {
-            map: BTreeMap::new(),
-        }
+        PersistentDict::from(BTreeMap::new())
     }
+}
 
+impl<K: Key, V: Value, M: Rule<V>> PersistentDict<K, V, M> {
     /// The value for `key`.
     pub fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
     where
@@ -170,13 +180,13 @@ impl<K: Key, V: Value> PersistentDict<K, V> {
     }
 }
 
-impl<K: Key, V: Value> Default for PersistentDict<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> Default for PersistentDict<K, V, M> {
     fn default() -> Self {
-        Self::new()
+        PersistentDict::from(BTreeMap::new())
     }
 }
 
-impl<K: Key, V: Value> Deref for PersistentDict<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> Deref for PersistentDict<K, V, M> {
     type Target = BTreeMap<K, V>;
 
     fn deref(&self) -> &BTreeMap<K, V> {
@@ -184,45 +194,48 @@ impl<K: Key, V: Value> Deref for PersistentDict<K, V> {
     }
 }
 
-impl<K: Key, V: Value> DerefMut for PersistentDict<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> DerefMut for PersistentDict<K, V, M> {
     fn deref_mut(&mut self) -> &mut BTreeMap<K, V> {
         &mut self.map
     }
 }
 
-impl<K: Key + fmt::Debug, V: Value + fmt::Debug> fmt::Debug for PersistentDict<K, V> {
+impl<K: Key + fmt::Debug, V: Value + fmt::Debug, M: Rule<V>> fmt::Debug
+    for PersistentDict<K, V, M>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.map.iter()).finish()
     }
 }
 
-impl<K: Key, V: Value> From<BTreeMap<K, V>> for PersistentDict<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> From<BTreeMap<K, V>> for PersistentDict<K, V, M> {
     fn from(map: BTreeMap<K, V>) -> Self {
-        PersistentDict { map }
+        PersistentDict {
+            map,
+            rule: PhantomData,
+        }
     }
 }
 
-impl<K: Key, V: Value, const N: usize> From<[(K, V); N]> for PersistentDict<K, V> {
+impl<K: Key, V: Value, M: Rule<V>, const N: usize> From<[(K, V); N]> for PersistentDict<K, V, M> {
     fn from(entries: [(K, V); N]) -> Self {
         entries.into_iter().collect()
     }
 }
 
-impl<K: Key, V: Value> FromIterator<(K, V)> for PersistentDict<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> FromIterator<(K, V)> for PersistentDict<K, V, M> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        PersistentDict {
-            map: iter.into_iter().collect(),
-        }
+        PersistentDict::from(iter.into_iter().collect::<BTreeMap<K, V>>())
     }
 }
 
-impl<K: Key, V: Value> Extend<(K, V)> for PersistentDict<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> Extend<(K, V)> for PersistentDict<K, V, M> {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
         self.map.extend(iter)
     }
 }
 
-impl<'a, K: Key, V: Value> IntoIterator for &'a PersistentDict<K, V> {
+impl<'a, K: Key, V: Value, M: Rule<V>> IntoIterator for &'a PersistentDict<K, V, M> {
     type Item = (&'a K, &'a V);
     type IntoIter = btree_map::Iter<'a, K, V>;
 
@@ -231,7 +244,7 @@ impl<'a, K: Key, V: Value> IntoIterator for &'a PersistentDict<K, V> {
     }
 }
 
-impl<K: Key, V: Value> IntoIterator for PersistentDict<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> IntoIterator for PersistentDict<K, V, M> {
     type Item = (K, V);
     type IntoIter = btree_map::IntoIter<K, V>;
 
@@ -258,10 +271,22 @@ mod tests {
     }
 
     #[test]
-    fn same_key_changed_differently_conflicts() {
+    fn same_key_changed_on_both_sides_conflicts() {
         let initial = d(&[(1, 1)]);
         assert!(PersistentDict::resolve(&d(&[(1, 2)]), &d(&[(1, 3)]), &initial).is_err());
         assert!(PersistentDict::resolve(&d(&[(1, 2)]), &d(&[]), &initial).is_err());
-        assert!(PersistentDict::resolve(&d(&[(1, 2), (7, 1)]), &d(&[(1, 2)]), &initial).is_ok());
+        // Equal results too: both read 1 and wrote 2.
+        assert!(PersistentDict::resolve(&d(&[(1, 2), (7, 1)]), &d(&[(1, 2)]), &initial).is_err());
+        let same = |e: &[(u8, u8)]| {
+            e.iter()
+                .copied()
+                .collect::<PersistentDict<u8, u8, per_key::Same>>()
+        };
+        let merged =
+            PersistentDict::resolve(&same(&[(1, 2), (7, 1)]), &same(&[(1, 2)]), &same(&[(1, 1)]));
+        assert_eq!(
+            merged.map(PersistentDict::into_map),
+            Ok([(1, 2), (7, 1)].into())
+        );
     }
 }

@@ -27,10 +27,10 @@
 //!
 //! | type | concurrent commits of the same object |
 //! |---|---|
-//! | `PersistentDict` | key-wise three-way merge; a key changed differently on both sides is a conflict |
+//! | `PersistentDict` | key-wise three-way merge; a key changed on both sides (even to the same value) goes to the dict's [per-key rule](crate::per_key): a conflict unless the rule merges it |
 //! | `PersistentSet` | both sides' additions and removals apply; never a conflict |
 //! | `PersistentList` | always a conflict (as in Durus) |
-//! | `BTree` | see [`btree`]: leaves merge key-wise, structure changes conflict |
+//! | `BTree` | see [`btree`]: leaves merge key-wise (a key changed on both sides as for the dict), structure changes conflict |
 
 pub mod btree;
 mod dict;

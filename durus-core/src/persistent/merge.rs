@@ -10,7 +10,8 @@
 //! |---|---|
 //! | `sum` | `ours + (stored - initial)`; overflow or a non-finite float is a conflict |
 //! | `sum(min = A, max = B)` | as `sum`; a merged value below `A` or above `B` is a conflict (either bound may be left out) |
-//! | `union` | sets and maps: both sides' additions and removals relative to `initial`; a map key changed differently on both sides is a conflict |
+//! | `union` | sets and maps: both sides' additions and removals relative to `initial`; a map key changed on both sides is a conflict, even to the same value |
+//! | `per_key(same)`, `per_key(sum)`, `per_key(sum(min = A, max = B))`, `per_key(nested)` | maps: as `union`, and a key changed on both sides merges by the rule given (see [`per_key`]) |
 //! | `ours` / `theirs` | this client's value / the stored value |
 //! | `max` / `min` | the larger / smaller of `ours` and `stored` |
 //! | `nested` | a struct deriving `Merge` merges its own fields |
@@ -39,6 +40,8 @@ pub use durus_derive::Merge;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+
+use super::per_key;
 
 /// A merge that cannot be done: the commit fails with a conflict.
 ///
@@ -100,7 +103,7 @@ impl std::error::Error for MergeConflict {}
 /// # Ok::<(), durus_core::MergeConflict>(())
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`#[merge(nested)]` needs a type that merges its own fields, and `{Self}` does not",
+    message = "`#[merge(nested)]` and per-key `Nested` need a type that merges its own fields, and `{Self}` does not",
     label = "this field cannot be merged field by field",
     note = "add `#[derive(Merge)]` (from `durus_core::persistent::merge`) to `{Self}`"
 )]
@@ -173,6 +176,9 @@ summable_float!(f32 f64);
     label = "this field cannot be merged as a union",
     note = "`union` works on BTreeSet, HashSet, BTreeMap, HashMap, PersistentSet and PersistentDict"
 )]
+/// A map's key changed on both sides is a conflict, even when both wrote
+/// the same value (an update would be lost); `#[merge(per_key(...))]`
+/// says how such a key merges instead.
 pub trait Unionable: Sized {
     /// Applies both sides' additions and removals relative to `initial`.
     fn merge_union(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict>;
@@ -200,37 +206,9 @@ impl<T: Eq + Hash + Clone, S: BuildHasher + Clone> Unionable for HashSet<T, S> {
     }
 }
 
-/// Three-way merge of one map entry (`None` = absent).
-fn entry<V: PartialEq + Clone>(
-    o: Option<&V>,
-    s: Option<&V>,
-    i: Option<&V>,
-) -> Result<Option<V>, MergeConflict> {
-    if o == i || o == s {
-        Ok(s.cloned())
-    } else if s == i {
-        Ok(o.cloned())
-    } else {
-        Err(MergeConflict::reason(
-            "a key was changed differently on both sides",
-        ))
-    }
-}
-
 impl<K: Ord + Clone, V: PartialEq + Clone> Unionable for BTreeMap<K, V> {
     fn merge_union(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict> {
-        let keys: BTreeSet<&K> = ours
-            .keys()
-            .chain(stored.keys())
-            .chain(initial.keys())
-            .collect();
-        let mut out = BTreeMap::new();
-        for k in keys {
-            if let Some(v) = entry(ours.get(k), stored.get(k), initial.get(k))? {
-                out.insert(k.clone(), v);
-            }
-        }
-        Ok(out)
+        per_key::merge_map(ours, stored, initial, per_key::strict)
     }
 }
 
@@ -238,18 +216,7 @@ impl<K: Eq + Hash + Clone, V: PartialEq + Clone, S: BuildHasher + Default> Union
     for HashMap<K, V, S>
 {
     fn merge_union(ours: &Self, stored: &Self, initial: &Self) -> Result<Self, MergeConflict> {
-        let keys: HashSet<&K> = ours
-            .keys()
-            .chain(stored.keys())
-            .chain(initial.keys())
-            .collect();
-        let mut out = HashMap::with_capacity_and_hasher(keys.len(), S::default());
-        for k in keys {
-            if let Some(v) = entry(ours.get(k), stored.get(k), initial.get(k))? {
-                out.insert(k.clone(), v);
-            }
-        }
-        Ok(out)
+        per_key::merge_map(ours, stored, initial, per_key::strict)
     }
 }
 

@@ -6,6 +6,7 @@
 //! is a ghost and is loaded on the first `read` or `write`.
 
 pub mod merge;
+pub mod per_key;
 
 use crate::connection::ConnInner;
 use crate::error::{ConflictReason, Error, Result};
@@ -220,7 +221,7 @@ impl<T: Persistent> ErasedObj for Slot<T> {
         // an abort), not a broken connection or a commit exchange left open.
         let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let merged = T::resolve(ours, &stored, initial)
-                .map_err(|m| explained(ConflictReason::Merge(m)))?;
+                .map_err(|m| explained(ConflictReason::MergeRefused(m)))?;
             // This program never changes the fields it does not know: the
             // stored record's unknown fields are the newest (crate::schema).
             // Encoding fails when the merged state holds a new object: the

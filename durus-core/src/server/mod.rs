@@ -330,16 +330,28 @@ impl Server {
     }
 }
 
-/// Checks the storage five times a second (a sync of a session of its own, which
-/// also notices an outage on an idle server) and stops the server once
-/// the storage has been unreachable for `limit`.
+/// Stops the server once the storage has been unreachable for `limit`,
+/// checking five times a second. A thread of its own probes the storage
+/// meanwhile (a sync of a session of its own, which notices an outage on
+/// an idle server); a probe that waits (behind a pack, say) does not hold
+/// up the check.
 fn watch_storage(shared: &Arc<Shared>, limit: Duration) {
-    let probe = shared.hub.session();
+    let prober = Arc::clone(shared);
+    let probing = std::thread::Builder::new()
+        .name("durus-probe".into())
+        .spawn(move || {
+            let probe = prober.hub.session();
+            while !prober.stopping() {
+                std::thread::sleep(Duration::from_millis(200));
+                if let Err(e) = probe.sync() {
+                    debug!("storage check: {e}");
+                }
+            }
+        })
+        .map_err(|e| warn!("cannot start the storage probe: {e}"))
+        .ok();
     while !shared.stopping() {
         std::thread::sleep(Duration::from_millis(200));
-        if let Err(e) = probe.sync() {
-            debug!("storage check: {e}");
-        }
         if let Some(down) = shared.hub.outage() {
             if down >= limit {
                 let why = format!(
@@ -352,6 +364,9 @@ fn watch_storage(shared: &Arc<Shared>, limit: Duration) {
                 shared.stop();
             }
         }
+    }
+    if let Some(h) = probing {
+        let _ = h.join();
     }
 }
 

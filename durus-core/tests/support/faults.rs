@@ -157,4 +157,24 @@ impl<S: Storage> Storage for Faulty<S> {
     fn commit_lock(&mut self) -> Option<Arc<dyn durus_core::storage::CommitLock>> {
         self.inner.commit_lock()
     }
+
+    fn outage(&self) -> Option<Arc<durus_core::storage::Outage>> {
+        self.inner.outage()
+    }
+
+    fn timed_out(&self) -> bool {
+        self.inner.timed_out()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    fn contains(&mut self, oid: Oid) -> Result<bool> {
+        self.inner.contains(oid)
+    }
+
+    fn prefetch_hint(&self) -> usize {
+        self.inner.prefetch_hint()
+    }
 }

@@ -6,11 +6,13 @@ use super::rebalance::{extreme, remove_in, split_child};
 use super::{BNode, BTreeState, NodeRef, Range, MAX_DEPTH, MAX_KEYS, MIN_KEYS};
 use crate::collections::{Key, Value};
 use crate::error::Result;
+use crate::persistent::per_key::{Rule, Strict};
 use crate::persistent::PRef;
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::RangeBounds;
 
 /// An ordered map from `K` to `V` whose nodes are persistent objects of
@@ -47,11 +49,11 @@ use std::ops::RangeBounds;
 /// See the [module docs](super) for the layout and the merge rules.
 #[derive(Serialize, Deserialize)]
 #[serde(transparent, bound = "")]
-pub struct BTree<K: Key, V: Value> {
-    state: PRef<BTreeState<K, V>>,
+pub struct BTree<K: Key, V: Value, M: Rule<V> = Strict> {
+    state: PRef<BTreeState<K, V, M>>,
 }
 
-impl<K: Key, V: Value> Clone for BTree<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> Clone for BTree<K, V, M> {
     fn clone(&self) -> Self {
         BTree {
             state: self.state.clone(),
@@ -59,47 +61,53 @@ impl<K: Key, V: Value> Clone for BTree<K, V> {
     }
 }
 
-impl<K: Key, V: Value> PartialEq for BTree<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> PartialEq for BTree<K, V, M> {
     /// Two handles are equal when they are the same tree.
     fn eq(&self, other: &Self) -> bool {
         self.state.ptr_eq(&other.state)
     }
 }
 
-impl<K: Key, V: Value> Eq for BTree<K, V> {}
+impl<K: Key, V: Value, M: Rule<V>> Eq for BTree<K, V, M> {}
 
-impl<K: Key, V: Value> Default for BTree<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> Default for BTree<K, V, M> {
     fn default() -> Self {
-        Self::new()
+        BTree {
+            state: PRef::new(BTreeState::default()),
+        }
     }
 }
 
-impl<K: Key, V: Value> fmt::Debug for BTree<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> fmt::Debug for BTree<K, V, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "BTree({:?})", self.state)
     }
 }
 
-impl<K: Key, V: Value> From<PRef<BTreeState<K, V>>> for BTree<K, V> {
-    fn from(state: PRef<BTreeState<K, V>>) -> Self {
+impl<K: Key, V: Value, M: Rule<V>> From<PRef<BTreeState<K, V, M>>> for BTree<K, V, M> {
+    fn from(state: PRef<BTreeState<K, V, M>>) -> Self {
         BTree { state }
     }
 }
 
 impl<K: Key, V: Value> BTree<K, V> {
     /// A new, empty tree. It is stored by the first commit that can reach it.
+    ///
+    /// A tree with another per-key rule is made with `default()` (as
+    /// `HashMap::new` is only for the default hasher, so that `BTree::new()`
+    /// needs no annotation).
     pub fn new() -> Self {
-        BTree {
-            state: PRef::new(BTreeState::default()),
-        }
+        BTree::default()
     }
+}
 
+impl<K: Key, V: Value, M: Rule<V>> BTree<K, V, M> {
     /// The reference to the tree's record.
-    pub fn state(&self) -> &PRef<BTreeState<K, V>> {
+    pub fn state(&self) -> &PRef<BTreeState<K, V, M>> {
         &self.state
     }
 
-    pub(super) fn root(&self) -> Result<NodeRef<K, V>> {
+    pub(super) fn root(&self) -> Result<NodeRef<K, V, M>> {
         Ok(self.state.read()?.root.clone())
     }
 
@@ -157,6 +165,7 @@ impl<K: Key, V: Value> BTree<K, V> {
                 items: Vec::new(),
                 nodes: vec![node],
                 reshaped: 0,
+                rule: PhantomData,
             });
             split_child(&new_root, 0)?;
             self.state.write()?.root = new_root.clone();
@@ -266,7 +275,7 @@ impl<K: Key, V: Value> BTree<K, V> {
 
     /// Every entry in key order (reverse it with `.rev()`); nodes load as
     /// the iteration reaches them.
-    pub fn iter(&self) -> Range<K, V> {
+    pub fn iter(&self) -> Range<K, V, M> {
         self.range(..)
     }
 
@@ -283,7 +292,7 @@ impl<K: Key, V: Value> BTree<K, V> {
     /// The entries whose keys are in `range`, in order; `.rev()` (or
     /// `next_back`) walks from the upper end. Nodes load lazily: taking the
     /// first entries of a huge range loads only the nodes on one path.
-    pub fn range<R: RangeBounds<K>>(&self, range: R) -> Range<K, V> {
+    pub fn range<R: RangeBounds<K>>(&self, range: R) -> Range<K, V, M> {
         Range::new(
             self.clone(),
             range.start_bound().cloned(),
@@ -330,7 +339,11 @@ impl<K: Key, V: Value> BTree<K, V> {
     }
 }
 
-fn replace_value<K: Key, V: Value>(node: &NodeRef<K, V>, i: usize, value: V) -> Result<Option<V>> {
+fn replace_value<K: Key, V: Value, M: Rule<V>>(
+    node: &NodeRef<K, V, M>,
+    i: usize,
+    value: V,
+) -> Result<Option<V>> {
     let mut n = node.write()?;
     let slot = n
         .items
@@ -347,9 +360,9 @@ struct Walk {
 }
 
 impl Walk {
-    fn node<K: Key, V: Value>(
+    fn node<K: Key, V: Value, M: Rule<V>>(
         &mut self,
-        node: &NodeRef<K, V>,
+        node: &NodeRef<K, V, M>,
         depth: usize,
         low: Option<&K>,
         high: Option<&K>,

@@ -5,21 +5,22 @@ use super::node::{check_shape, child_of, too_deep};
 use super::{BTree, NodeRef, MAX_DEPTH};
 use crate::collections::{Key, Value};
 use crate::error::{EncodingError, Error, Result};
+use crate::persistent::per_key::{Rule, Strict};
 use std::ops::Bound;
 
 /// One node on an iterator's path and the next position to yield from it.
-struct Frame<K: Key, V: Value> {
-    node: NodeRef<K, V>,
+struct Frame<K: Key, V: Value, M: Rule<V>> {
+    node: NodeRef<K, V, M>,
     /// Forward: the index of the next entry. Backward: one past it.
     pos: usize,
 }
 
 /// A path through the tree for one end of a [`Range`].
-struct Cursor<K: Key, V: Value> {
-    stack: Vec<Frame<K, V>>,
+struct Cursor<K: Key, V: Value, M: Rule<V>> {
+    stack: Vec<Frame<K, V, M>>,
     /// A subtree to enter before the next step (entered lazily, so a step
     /// loads nothing beyond what it yields).
-    pending: Option<NodeRef<K, V>>,
+    pending: Option<NodeRef<K, V, M>>,
 }
 
 /// A lazy iterator over a range of a [`BTree`], from either end.
@@ -37,14 +38,14 @@ struct Cursor<K: Key, V: Value> {
 /// assert_eq!(tree.iter().next_back().transpose()?, Some((9, 81)));
 /// # Ok::<(), durus_core::Error>(())
 /// ```
-pub struct Range<K: Key, V: Value> {
-    tree: BTree<K, V>,
+pub struct Range<K: Key, V: Value, M: Rule<V> = Strict> {
+    tree: BTree<K, V, M>,
     /// Moves up as the front yields.
     lower: Bound<K>,
     /// Moves down as the back yields.
     upper: Bound<K>,
-    front: Option<Cursor<K, V>>,
-    back: Option<Cursor<K, V>>,
+    front: Option<Cursor<K, V, M>>,
+    back: Option<Cursor<K, V, M>>,
     done: bool,
 }
 
@@ -64,10 +65,10 @@ fn below<K: Ord>(key: &K, upper: &Bound<K>) -> bool {
     }
 }
 
-impl<K: Key, V: Value> Cursor<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> Cursor<K, V, M> {
     /// The path to the first entry at or after `bound` (forward), or to the
     /// last entry at or before it (backward).
-    fn seek(root: NodeRef<K, V>, bound: &Bound<K>, forward: bool) -> Result<Cursor<K, V>> {
+    fn seek(root: NodeRef<K, V, M>, bound: &Bound<K>, forward: bool) -> Result<Cursor<K, V, M>> {
         let mut stack = Vec::new();
         let mut node = root;
         for _ in 0..MAX_DEPTH {
@@ -186,9 +187,9 @@ impl<K: Key, V: Value> Cursor<K, V> {
     }
 }
 
-impl<K: Key, V: Value> Range<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> Range<K, V, M> {
     /// The entries of `tree` between `lower` and `upper`; nothing loads yet.
-    pub(super) fn new(tree: BTree<K, V>, lower: Bound<K>, upper: Bound<K>) -> Self {
+    pub(super) fn new(tree: BTree<K, V, M>, lower: Bound<K>, upper: Bound<K>) -> Self {
         Range {
             tree,
             lower,
@@ -251,7 +252,7 @@ impl<K: Key, V: Value> Range<K, V> {
     }
 }
 
-impl<K: Key, V: Value> Iterator for Range<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> Iterator for Range<K, V, M> {
     type Item = Result<(K, V)>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -259,10 +260,10 @@ impl<K: Key, V: Value> Iterator for Range<K, V> {
     }
 }
 
-impl<K: Key, V: Value> DoubleEndedIterator for Range<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> DoubleEndedIterator for Range<K, V, M> {
     fn next_back(&mut self) -> Option<Self::Item> {
         self.next_from(false)
     }
 }
 
-impl<K: Key, V: Value> std::iter::FusedIterator for Range<K, V> {}
+impl<K: Key, V: Value, M: Rule<V>> std::iter::FusedIterator for Range<K, V, M> {}

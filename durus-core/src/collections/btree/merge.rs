@@ -5,16 +5,19 @@
 use super::{BNode, BTreeState, NodeRef, MAX_KEYS, MIN_KEYS};
 use crate::collections::{Key, Value};
 use crate::persistent::merge::{self as rules, MergeConflict};
+use crate::persistent::per_key::Rule;
 use crate::persistent::Persistent;
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 
-/// Rule 2 of the module docs: the key-wise three-way merge of a leaf.
-pub(super) fn merge_leaf<K: Key, V: Value>(
-    ours: &BNode<K, V>,
-    stored: &BNode<K, V>,
-    initial: &BNode<K, V>,
-) -> Result<BNode<K, V>, MergeConflict> {
-    let conflict = |reason: &str| MergeConflict::new(BNode::<K, V>::CLASS_NAME, reason);
+/// Rule 2 of the module docs: the key-wise three-way merge of a leaf; a
+/// key both sides changed goes to the tree's per-key rule `M`.
+pub(super) fn merge_leaf<K: Key, V: Value, M: Rule<V>>(
+    ours: &BNode<K, V, M>,
+    stored: &BNode<K, V, M>,
+    initial: &BNode<K, V, M>,
+) -> Result<BNode<K, V, M>, MergeConflict> {
+    let conflict = |reason: &str| MergeConflict::new(BNode::<K, V, M>::CLASS_NAME, reason);
     if !(ours.is_leaf() && stored.is_leaf() && initial.is_leaf()) {
         return Err(conflict("an interior node changed on both sides"));
     }
@@ -35,19 +38,17 @@ pub(super) fn merge_leaf<K: Key, V: Value>(
     let mut items = Vec::with_capacity(all.len());
     for (k, [o, s, i]) in all {
         let merged = if o == i {
-            s
+            s.cloned()
         } else if s == i {
-            o
-        } else if o == s && o.is_some() == i.is_some() {
-            // The same update of an entry present before and after.
-            s
-        } else if o == s {
+            o.cloned()
+        } else if o.is_some() != i.is_some() && s.is_some() != i.is_some() {
+            // Whatever the rule, the tree's count would count it twice.
             return Err(conflict("a key was added or removed by both sides"));
         } else {
-            return Err(conflict("a key was changed differently on both sides"));
+            M::merge_key(o, s, i).map_err(|e| rules::in_field(BNode::<K, V, M>::CLASS_NAME, e))?
         };
         if let Some(v) = merged {
-            items.push((k.clone(), v.clone()));
+            items.push((k.clone(), v));
         }
     }
     if items.len() > MAX_KEYS {
@@ -60,21 +61,22 @@ pub(super) fn merge_leaf<K: Key, V: Value>(
         items,
         nodes: Vec::new(),
         reshaped: ours.reshaped,
+        rule: PhantomData,
     })
 }
 
 /// Rule 4 of the module docs: the merge of the tree's record.
-pub(super) fn merge_state<K: Key, V: Value>(
-    ours: &BTreeState<K, V>,
-    stored: &BTreeState<K, V>,
-    initial: &BTreeState<K, V>,
-) -> Result<BTreeState<K, V>, MergeConflict> {
-    let same = |a: &NodeRef<K, V>, b: &NodeRef<K, V>| {
+pub(super) fn merge_state<K: Key, V: Value, M: Rule<V>>(
+    ours: &BTreeState<K, V, M>,
+    stored: &BTreeState<K, V, M>,
+    initial: &BTreeState<K, V, M>,
+) -> Result<BTreeState<K, V, M>, MergeConflict> {
+    let same = |a: &NodeRef<K, V, M>, b: &NodeRef<K, V, M>| {
         a.ptr_eq(b) || (a.oid().is_some() && a.oid() == b.oid())
     };
     if !same(&ours.root, &initial.root) || !same(&stored.root, &initial.root) {
         return Err(MergeConflict::new(
-            BTreeState::<K, V>::CLASS_NAME,
+            BTreeState::<K, V, M>::CLASS_NAME,
             "the root node was replaced",
         ));
     }

@@ -41,11 +41,14 @@
 //! 2. A **leaf** changed by both sides merges key by key, three-way against
 //!    the leaf as this client loaded it: an entry added, changed or removed
 //!    by one side only takes that side's result; an entry changed by both
-//!    sides to the same value is fine. It is a **conflict** when
-//!    - a key ends differently on the two sides (different values, or
-//!      removed on one side and changed on the other);
-//!    - a key was added by both sides or removed by both sides, even with the
-//!      same value (the entry count in the state would count it twice);
+//!    sides goes to the tree's [per-key rule](crate::per_key) `M`. It is a
+//!    **conflict** when
+//!    - the per-key rule refuses a key both sides changed (the default,
+//!      `per_key::Strict`, always does, even when both wrote the same
+//!      value: two read-modify-writes, one would be lost);
+//!    - a key was added by both sides or removed by both sides, whatever the
+//!      rule and even with the same value (the entry count in the state
+//!      would count it twice);
 //!    - the merged leaf would hold more than 31 entries (it would need a
 //!      split);
 //!    - the merged leaf would hold fewer than 15 entries and fewer than each
@@ -67,7 +70,8 @@
 //!    getting shorter) is a conflict.
 //!
 //! So concurrent inserts, updates and removals of different keys commit
-//! without conflict as long as no leaf on either side splits or joins; even
+//! without conflict as long as no leaf on either side splits or joins (and
+//! with `per_key::Sum`, concurrent increments of one key); even
 //! a key read by `get` and changed by another client only conflicts through
 //! rule 1 when this transaction also changed something.
 //!
@@ -103,4 +107,4 @@ pub const MIN_KEYS: usize = MIN_DEGREE - 1;
 /// can count.
 const MAX_DEPTH: usize = 64;
 
-type NodeRef<K, V> = PRef<BNode<K, V>>;
+type NodeRef<K, V, M> = PRef<BNode<K, V, M>>;

@@ -9,10 +9,12 @@ use super::NodeRef;
 use crate::collections::{Key, Value};
 use crate::error::{EncodingError, Error, Result};
 use crate::persistent::merge::MergeConflict;
+use crate::persistent::per_key::{Rule, Strict};
 use crate::persistent::{PRef, Persistent};
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
 use std::fmt;
+use std::marker::PhantomData;
 
 /// One node of a [`BTree`]: a record of its own.
 ///
@@ -32,18 +34,21 @@ use std::fmt;
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(bound = "")]
-pub struct BNode<K: Key, V: Value> {
+pub struct BNode<K: Key, V: Value, M: Rule<V> = Strict> {
     pub(super) items: Vec<(K, V)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(super) nodes: Vec<NodeRef<K, V>>,
+    pub(super) nodes: Vec<NodeRef<K, V, M>>,
     /// Counts, in memory only, the times this node's key range changed
     /// (entries moved to or from a sibling or a parent). A leaf whose count
     /// moved since the transaction's snapshot is not merged key by key.
     #[serde(skip)]
     pub(super) reshaped: u64,
+    /// The tree's rule for a key both sides changed (not stored).
+    #[serde(skip)]
+    pub(super) rule: PhantomData<M>,
 }
 
-impl<K: Key, V: Value> Persistent for BNode<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> Persistent for BNode<K, V, M> {
     const CLASS_NAME: &'static str = "durus_core::collections::BNode";
     const RESOLVABLE: bool = true;
 
@@ -57,12 +62,13 @@ impl<K: Key, V: Value> Persistent for BNode<K, V> {
     }
 }
 
-impl<K: Key, V: Value> BNode<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> BNode<K, V, M> {
     pub(super) fn leaf() -> Self {
         BNode {
             items: Vec::new(),
             nodes: Vec::new(),
             reshaped: 0,
+            rule: PhantomData,
         }
     }
 
@@ -87,7 +93,7 @@ impl<K: Key, V: Value> BNode<K, V> {
     }
 
     /// The children of this node (empty for a leaf).
-    pub fn children(&self) -> &[PRef<BNode<K, V>>] {
+    pub fn children(&self) -> &[PRef<BNode<K, V, M>>] {
         &self.nodes
     }
 
@@ -99,7 +105,7 @@ impl<K: Key, V: Value> BNode<K, V> {
     }
 }
 
-impl<K: Key + fmt::Debug, V: Value + fmt::Debug> fmt::Debug for BNode<K, V> {
+impl<K: Key + fmt::Debug, V: Value + fmt::Debug, M: Rule<V>> fmt::Debug for BNode<K, V, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BNode")
             .field("items", &self.items)
@@ -111,7 +117,7 @@ impl<K: Key + fmt::Debug, V: Value + fmt::Debug> fmt::Debug for BNode<K, V> {
 /// The record of a [`BTree`]: its root node and its number of entries.
 ///
 /// Users hold a [`BTree`] handle rather than this type; it is public so that
-/// a tree can be the root object (`conn.root::<BTreeState<K, V>>()`, then
+/// a tree can be the root object (`conn.root::<BTreeState<K, V, M>>()`, then
 /// [`BTree::from`]).
 ///
 /// ```
@@ -128,12 +134,12 @@ impl<K: Key + fmt::Debug, V: Value + fmt::Debug> fmt::Debug for BNode<K, V> {
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(bound = "")]
-pub struct BTreeState<K: Key, V: Value> {
-    pub(super) root: NodeRef<K, V>,
+pub struct BTreeState<K: Key, V: Value, M: Rule<V> = Strict> {
+    pub(super) root: NodeRef<K, V, M>,
     pub(super) len: u64,
 }
 
-impl<K: Key, V: Value> Default for BTreeState<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> Default for BTreeState<K, V, M> {
     fn default() -> Self {
         BTreeState {
             root: PRef::new(BNode::leaf()),
@@ -142,9 +148,9 @@ impl<K: Key, V: Value> Default for BTreeState<K, V> {
     }
 }
 
-impl<K: Key, V: Value> BTreeState<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> BTreeState<K, V, M> {
     /// The root node.
-    pub fn root(&self) -> &PRef<BNode<K, V>> {
+    pub fn root(&self) -> &PRef<BNode<K, V, M>> {
         &self.root
     }
 
@@ -159,7 +165,7 @@ impl<K: Key, V: Value> BTreeState<K, V> {
     }
 }
 
-impl<K: Key, V: Value> Persistent for BTreeState<K, V> {
+impl<K: Key, V: Value, M: Rule<V>> Persistent for BTreeState<K, V, M> {
     const CLASS_NAME: &'static str = "durus_core::collections::BTree";
     const RESOLVABLE: bool = true;
 
@@ -176,33 +182,34 @@ impl<K: Key, V: Value> Persistent for BTreeState<K, V> {
 // Reading nodes, checking their shape on the way.
 
 /// An error for a node whose stored shape breaks the tree's invariants.
-pub(super) fn corrupt<K: Key, V: Value>(node: &NodeRef<K, V>, what: &str) -> Error {
+pub(super) fn corrupt<K: Key, V: Value, M: Rule<V>>(node: &NodeRef<K, V, M>, what: &str) -> Error {
     Error::Encoding(EncodingError::Decode {
         oid: node.oid().unwrap_or_default(),
         message: format!("btree node: {what}"),
     })
 }
 
-pub(super) fn too_deep<K: Key, V: Value>(node: &NodeRef<K, V>) -> Error {
+pub(super) fn too_deep<K: Key, V: Value, M: Rule<V>>(node: &NodeRef<K, V, M>) -> Error {
     corrupt(node, "the tree is deeper than 64 levels (a cycle?)")
 }
 
 /// What one node says about a key.
-pub(super) enum Probe<K: Key, V: Value> {
+pub(super) enum Probe<K: Key, V: Value, M: Rule<V>> {
     /// The key is entry `i` of the node; `bool`: the node is a leaf.
     Found(usize, bool),
     /// The key is absent; it would go at `i` in this leaf.
     Absent(usize),
     /// The key can only be in child `i`.
-    Down(usize, NodeRef<K, V>),
+    Down(usize, NodeRef<K, V, M>),
 }
 
 /// Looks `key` up in one node, checking the node's shape. The borrow ends
 /// before the caller loads the child.
-pub(super) fn probe<K, V, Q>(node: &NodeRef<K, V>, key: &Q) -> Result<Probe<K, V>>
+pub(super) fn probe<K, V, M, Q>(node: &NodeRef<K, V, M>, key: &Q) -> Result<Probe<K, V, M>>
 where
     K: Key + Borrow<Q>,
     V: Value,
+    M: Rule<V>,
     Q: Ord + ?Sized,
 {
     let n = node.read()?;
@@ -214,7 +221,10 @@ where
     })
 }
 
-pub(super) fn check_shape<K: Key, V: Value>(node: &NodeRef<K, V>, n: &BNode<K, V>) -> Result<()> {
+pub(super) fn check_shape<K: Key, V: Value, M: Rule<V>>(
+    node: &NodeRef<K, V, M>,
+    n: &BNode<K, V, M>,
+) -> Result<()> {
     if n.is_leaf() || n.nodes.len() == n.items.len() + 1 {
         Ok(())
     } else {
@@ -225,21 +235,24 @@ pub(super) fn check_shape<K: Key, V: Value>(node: &NodeRef<K, V>, n: &BNode<K, V
     }
 }
 
-pub(super) fn child_of<K: Key, V: Value>(
-    node: &NodeRef<K, V>,
-    n: &BNode<K, V>,
+pub(super) fn child_of<K: Key, V: Value, M: Rule<V>>(
+    node: &NodeRef<K, V, M>,
+    n: &BNode<K, V, M>,
     i: usize,
-) -> Result<NodeRef<K, V>> {
+) -> Result<NodeRef<K, V, M>> {
     n.nodes
         .get(i)
         .cloned()
         .ok_or_else(|| corrupt(node, "a child is missing"))
 }
 
-pub(super) fn child<K: Key, V: Value>(node: &NodeRef<K, V>, i: usize) -> Result<NodeRef<K, V>> {
+pub(super) fn child<K: Key, V: Value, M: Rule<V>>(
+    node: &NodeRef<K, V, M>,
+    i: usize,
+) -> Result<NodeRef<K, V, M>> {
     child_of(node, &*node.read()?, i)
 }
 
-pub(super) fn size<K: Key, V: Value>(node: &NodeRef<K, V>) -> Result<usize> {
+pub(super) fn size<K: Key, V: Value, M: Rule<V>>(node: &NodeRef<K, V, M>) -> Result<usize> {
     Ok(node.read()?.items.len())
 }

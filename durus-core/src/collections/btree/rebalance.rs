@@ -7,12 +7,17 @@ use super::node::{check_shape, child, corrupt, probe, size, too_deep, Probe};
 use super::{BNode, NodeRef, MAX_DEPTH, MAX_KEYS, MIN_DEGREE};
 use crate::collections::{Key, Value};
 use crate::error::Result;
+use crate::persistent::per_key::Rule;
 use crate::persistent::PRef;
 use std::borrow::Borrow;
+use std::marker::PhantomData;
 
 /// Splits the full child `i` of `parent` (which is not full) around its
 /// middle entry, which moves up into `parent`.
-pub(super) fn split_child<K: Key, V: Value>(parent: &NodeRef<K, V>, i: usize) -> Result<()> {
+pub(super) fn split_child<K: Key, V: Value, M: Rule<V>>(
+    parent: &NodeRef<K, V, M>,
+    i: usize,
+) -> Result<()> {
     let full = child(parent, i)?;
     let (middle, upper) = {
         let mut c = full.write()?;
@@ -37,6 +42,7 @@ pub(super) fn split_child<K: Key, V: Value>(parent: &NodeRef<K, V>, i: usize) ->
                 items: upper_items,
                 nodes: upper_nodes,
                 reshaped: 0,
+                rule: PhantomData,
             },
         )
     };
@@ -51,7 +57,7 @@ pub(super) fn split_child<K: Key, V: Value>(parent: &NodeRef<K, V>, i: usize) ->
 
 /// Moves the last entry of child `j` up into `parent` and the separator `j`
 /// down to the front of child `j + 1` (Durus's case 3a, lower sibling).
-fn shift_right<K: Key, V: Value>(parent: &NodeRef<K, V>, j: usize) -> Result<()> {
+fn shift_right<K: Key, V: Value, M: Rule<V>>(parent: &NodeRef<K, V, M>, j: usize) -> Result<()> {
     let (lower, upper) = (child(parent, j)?, child(parent, j + 1)?);
     let (item, sub) = {
         let mut l = lower.write()?;
@@ -74,8 +80,8 @@ fn shift_right<K: Key, V: Value>(parent: &NodeRef<K, V>, j: usize) -> Result<()>
 }
 
 /// Puts `item` in place of separator `j` of `parent`, returning the old one.
-fn replace_separator<K: Key, V: Value>(
-    parent: &NodeRef<K, V>,
+fn replace_separator<K: Key, V: Value, M: Rule<V>>(
+    parent: &NodeRef<K, V, M>,
     j: usize,
     item: (K, V),
 ) -> Result<(K, V)> {
@@ -89,7 +95,7 @@ fn replace_separator<K: Key, V: Value>(
 
 /// Moves the first entry of child `j + 1` up into `parent` and the
 /// separator `j` down to the end of child `j` (Durus's case 3a, upper sibling).
-fn shift_left<K: Key, V: Value>(parent: &NodeRef<K, V>, j: usize) -> Result<()> {
+fn shift_left<K: Key, V: Value, M: Rule<V>>(parent: &NodeRef<K, V, M>, j: usize) -> Result<()> {
     let (lower, upper) = (child(parent, j)?, child(parent, j + 1)?);
     let (item, sub) = {
         let mut u = upper.write()?;
@@ -117,7 +123,10 @@ fn shift_left<K: Key, V: Value>(parent: &NodeRef<K, V>, j: usize) -> Result<()> 
 /// Joins child `j + 1` and the separator `j` onto the end of child `j`
 /// (Durus's cases 2c and 3b). The emptied child is left unchanged (it is no
 /// longer reachable, so it is not rewritten).
-fn join_children<K: Key, V: Value>(parent: &NodeRef<K, V>, j: usize) -> Result<NodeRef<K, V>> {
+fn join_children<K: Key, V: Value, M: Rule<V>>(
+    parent: &NodeRef<K, V, M>,
+    j: usize,
+) -> Result<NodeRef<K, V, M>> {
     let (sep, upper) = {
         let mut p = parent.write()?;
         if j >= p.items.len() || j + 1 >= p.nodes.len() {
@@ -143,8 +152,8 @@ fn join_children<K: Key, V: Value>(parent: &NodeRef<K, V>, j: usize) -> Result<N
 }
 
 /// The first (`last == false`) or last entry under `node`.
-pub(super) fn extreme<K: Key, V: Value>(
-    node: &NodeRef<K, V>,
+pub(super) fn extreme<K: Key, V: Value, M: Rule<V>>(
+    node: &NodeRef<K, V, M>,
     last: bool,
 ) -> Result<Option<(K, V)>> {
     let mut node = node.clone();
@@ -177,8 +186,8 @@ pub(super) fn extreme<K: Key, V: Value>(
 /// `MIN_DEGREE` entries unless it is the root (Durus's `BNode.delete`).
 /// `moves_up`: the entry is taken to replace a separator above, so the
 /// leaf it leaves changes its key range.
-pub(super) fn remove_in<K, V, Q>(
-    node: &NodeRef<K, V>,
+pub(super) fn remove_in<K, V, M, Q>(
+    node: &NodeRef<K, V, M>,
     key: &Q,
     depth: usize,
     moves_up: bool,
@@ -186,6 +195,7 @@ pub(super) fn remove_in<K, V, Q>(
 where
     K: Key + Borrow<Q>,
     V: Value,
+    M: Rule<V>,
     Q: Ord + ?Sized,
 {
     if depth > MAX_DEPTH {
@@ -214,7 +224,7 @@ where
                     // Case 2a/2b: the predecessor (or successor) takes its place.
                     let (k, _) =
                         extreme(side, last)?.ok_or_else(|| corrupt(side, "empty child"))?;
-                    let item = remove_in::<K, V, K>(side, &k, depth + 1, true)?
+                    let item = remove_in::<K, V, M, K>(side, &k, depth + 1, true)?
                         .ok_or_else(|| corrupt(side, "an entry vanished"))?;
                     let mut n = node.write()?;
                     let slot = n
@@ -243,7 +253,10 @@ where
 
 /// Case 3: gives child `i` of `node` at least `MIN_DEGREE` entries before
 /// descending into it; returns the node to descend into.
-fn top_up<K: Key, V: Value>(node: &NodeRef<K, V>, i: usize) -> Result<NodeRef<K, V>> {
+fn top_up<K: Key, V: Value, M: Rule<V>>(
+    node: &NodeRef<K, V, M>,
+    i: usize,
+) -> Result<NodeRef<K, V, M>> {
     let (lower, upper) = {
         let n = node.read()?;
         let lower = i.checked_sub(1).and_then(|j| n.nodes.get(j).cloned());

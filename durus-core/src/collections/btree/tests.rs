@@ -3,13 +3,16 @@
 use super::merge::merge_leaf;
 use super::{BNode, BTree};
 use crate::error::Result;
+use crate::persistent::per_key::{Rule, Same, Sum};
 use crate::persistent::{PRef, Persistent};
+use std::marker::PhantomData;
 
 fn leaf(keys: &[u32]) -> BNode<u32, u32> {
     BNode {
         items: keys.iter().map(|k| (*k, *k)).collect(),
         nodes: Vec::new(),
         reshaped: 0,
+        rule: PhantomData,
     }
 }
 
@@ -41,9 +44,28 @@ fn leaves_merge_key_by_key() {
     let mut expect = without(&initial, 30);
     expect = with(&with(&with(&expect, 5, 5), 7, 7), 40, 41);
     assert_eq!(keys(&merged), keys(&expect));
-    // The same update on both sides is fine.
+    // The same update on both sides is a conflict (both read 50 and wrote
+    // 1); a per-key rule says otherwise.
     let both = with(&initial, 50, 1);
-    assert!(merge_leaf(&both, &both, &initial).is_ok());
+    assert!(merge_leaf(&both, &both, &initial).is_err());
+    let merged = merge_leaf(&ruled::<Same>(&both), &ruled(&both), &ruled(&initial));
+    assert_eq!(merged.map(|n| n.items[5]), Ok((50, 1)));
+    let (o, s) = (with(&initial, 50, 51), with(&initial, 50, 52));
+    let merged = merge_leaf(&ruled::<Sum>(&o), &ruled(&s), &ruled(&initial));
+    assert_eq!(merged.map(|n| n.items[5]), Ok((50, 53)));
+    // Added by both sides: a conflict whatever the rule (the count).
+    let o = with(&initial, 5, 1);
+    assert!(merge_leaf(&ruled::<Sum>(&o), &ruled(&o), &ruled(&initial)).is_err());
+}
+
+/// The same leaf with another per-key rule.
+fn ruled<M: Rule<u32>>(node: &BNode<u32, u32>) -> BNode<u32, u32, M> {
+    BNode {
+        items: node.items.clone(),
+        nodes: Vec::new(),
+        reshaped: node.reshaped,
+        rule: PhantomData,
+    }
 }
 
 #[test]

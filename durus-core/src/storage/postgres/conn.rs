@@ -22,6 +22,8 @@ pub(super) enum Fail {
     TimedOut(Duration),
     /// The runtime could not be made.
     Runtime(std::io::Error),
+    /// PostgreSQL answered something this client cannot use.
+    Unexpected(&'static str),
 }
 
 impl Fail {
@@ -49,6 +51,8 @@ impl Fail {
                 }
             },
             Fail::TimedOut(_) | Fail::Runtime(_) => true,
+            // The session's state is not what it should be.
+            Fail::Unexpected(_) => true,
         }
     }
 }

@@ -19,8 +19,9 @@ use tracing::{info, warn};
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// The longest one round trip may take, unless the URL's
-/// `statement_timeout` asks for longer (see `connect_config`).
+/// The longest one round trip may take (above the default
+/// `statement_timeout` and `lock_timeout`: a URL that raises those past it
+/// is cut here).
 pub(super) const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A pack's statement walks the whole database: it may take long.
@@ -162,7 +163,7 @@ impl Session {
         let tid = statement_rows(&messages)
             .get(2)
             .and_then(|r| r.first().copied())
-            .unwrap_or(0);
+            .ok_or(Fail::Unexpected("the commit row is missing"))?;
         self.locked = Some(tid);
         Ok(tid)
     }
@@ -176,7 +177,10 @@ impl Session {
             .simple_query(&sql::begin_commit(last_tid, written))?;
         let rows = statement_rows(&messages);
         // Statements: BEGIN, SET, the lock, the invalidations.
-        let tid = rows.get(2).and_then(|r| r.first().copied()).unwrap_or(0);
+        let tid = rows
+            .get(2)
+            .and_then(|r| r.first().copied())
+            .ok_or(Fail::Unexpected("the commit row is missing"))?;
         self.locked = Some(tid);
         let mut oids: Vec<Oid> = rows
             .get(3)
@@ -351,7 +355,11 @@ impl Link {
         loop {
             tries += 1;
             let fail = match f(self.session()?) {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    // PostgreSQL answers (whatever another session saw).
+                    self.outage.end();
+                    return Ok(v);
+                }
                 Err(fail) => fail,
             };
             let e = self.failed(doing, &fail);
@@ -368,8 +376,13 @@ impl Link {
         doing: &str,
         f: impl FnOnce(&mut Session) -> Result<T, Fail>,
     ) -> Result<T> {
-        let out = f(self.session()?);
-        out.map_err(|fail| self.failed(doing, &fail))
+        match f(self.session()?) {
+            Ok(v) => {
+                self.outage.end();
+                Ok(v)
+            }
+            Err(fail) => Err(self.failed(doing, &fail)),
+        }
     }
 
     /// Takes the commit lock (bounded by `lock_timeout`); the last tid.
@@ -529,6 +542,7 @@ pub(super) fn describe_fail(fail: &Fail) -> String {
         Fail::Pg(e) => e,
         Fail::TimedOut(t) => return format!("no answer within {} s", t.as_secs_f64()),
         Fail::Runtime(e) => return format!("cannot start the client's runtime: {e}"),
+        Fail::Unexpected(what) => return (*what).to_string(),
     };
     if let Some(db) = e.as_db_error() {
         let mut s = format!("{} ({})", db.message(), db.code().code());

@@ -83,18 +83,21 @@ const SCHEMA_ATTEMPTS: usize = 5;
 /// How long connecting may take when the URL does not say.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Settings of every session that bound the waits on the server, unless
-/// the URL's `options` sets them (`?options=-c%20lock_timeout%3D5s`):
+/// Settings of every session, unless the URL's `options` sets them (`?options=-c%20lock_timeout%3D5s`):
 /// - `lock_timeout`: the longest a commit waits for the commit lock;
 /// - `idle_in_transaction_session_timeout`: a session that holds the
 ///   lock and goes silent (its server paused, its host gone) is ended by
 ///   PostgreSQL after this, which frees the lock: shorter than
 ///   `lock_timeout`, so that the others' commits go on;
 /// - `statement_timeout`: any one statement (a pack lifts it).
-const SESSION_LIMITS: [(&str, &str); 3] = [
+/// - `synchronous_commit`: on, so that the oid sequence's WAL is flushed
+///   before its oids are handed out (no oid is handed out twice across a
+///   crash), whatever the server's default.
+const SESSION_LIMITS: [(&str, &str); 4] = [
     ("lock_timeout", "15s"),
     ("idle_in_transaction_session_timeout", "10s"),
     ("statement_timeout", "50s"),
+    ("synchronous_commit", "on"),
 ];
 
 /// TCP keepalives on every connection: a peer that vanished without a

@@ -121,9 +121,10 @@ SELECT (SELECT tid FROM durus_commit WHERE id = 0),
 
 /// Opens a commit's SQL transaction and takes the commit lock (a simple
 /// query; its third statement returns the last tid): what a hub does
-/// before it looks at its sessions. The commit is asynchronous in
-/// PostgreSQL's sense (see [`begin_commit`]).
-pub(crate) const LOCK_COMMIT: &str = "BEGIN; SET LOCAL synchronous_commit TO off; \
+/// before it looks at its sessions. The commit is synchronous, whatever
+/// the server's default: a commit is visible to others only once it is
+/// durable (see [`FINISH_COMMIT`]).
+pub(crate) const LOCK_COMMIT: &str = "BEGIN; SET LOCAL synchronous_commit TO on; \
      SELECT tid FROM durus_commit WHERE id = 0 FOR UPDATE";
 
 /// Those of the oids `$1` that have no record (the references a commit
@@ -136,8 +137,6 @@ pub(crate) const MISSING: &str = "SELECT k FROM unnest($1::bigint[]) AS k \
 /// taken after the lock was granted) reads the invalidations since
 /// `last_tid`, with the current record (in hex) of those among `written`,
 /// the oids this commit writes: what a resolution round would ask for.
-/// The commit is asynchronous in PostgreSQL's sense so that the lock is
-/// released before the WAL flush; [`FINISH_COMMIT`] waits for it.
 pub(crate) fn begin_commit(last_tid: i64, written: &[i64]) -> String {
     use std::fmt::Write;
     let mut q = String::with_capacity(400 + 21 * written.len());
@@ -237,12 +236,15 @@ fn hex_digit(nibble: u8) -> char {
     char::from_digit(u32::from(nibble), 16).unwrap_or('0')
 }
 
-/// The last round trip of a commit: NOTIFY (delivered to the listeners
-/// when the transaction commits, see [`LISTEN`]), COMMIT releases the
-/// commit lock, then a transaction with an xid commits synchronously,
-/// which flushes the WAL up to and past this commit's record (several
-/// clients' commits share the flush).
-pub(crate) const FINISH_COMMIT: &str = "NOTIFY durus_commit; COMMIT; SELECT pg_current_xact_id()";
+/// The last round trip of a commit. NOTIFY is delivered to the listeners
+/// (see [`LISTEN`]) when the transaction commits. COMMIT returns once the
+/// WAL is flushed past it, and only then is the commit visible to others
+/// and the lock released. (An asynchronous COMMIT followed by a synchronous
+/// flush would free the lock sooner, but others could see a commit that a
+/// crash then loses; a client that reconnects after the crash keeps the
+/// tid it saw, and the next commit, made again with that tid, would not
+/// reach it as an invalidation: a lost update.)
+pub(crate) const FINISH_COMMIT: &str = "NOTIFY durus_commit; COMMIT";
 
 /// What a session that waits for other processes' commits runs once: every
 /// commit and every pack that removed records sends `NOTIFY durus_commit`

@@ -1,4 +1,4 @@
-use durus_core::{MergeConflict, PRef, Persistent};
+use durus_core::{per_key, BTree, MergeConflict, PRef, Persistent, PersistentDict};
 use durus_core::persistent::merge::Merge;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -52,6 +52,20 @@ struct Everything {
     fraction: f64,
     #[merge(same)]
     archived: bool,
+    #[merge(per_key(same))]
+    flags: BTreeMap<String, bool>,
+    #[merge(per_key(sum))]
+    views: HashMap<String, u64>,
+    #[merge(per_key(sum(min = 0)))]
+    stock_by_item: BTreeMap<String, i64>,
+    #[merge(per_key(sum(min = 0.0, max = 1.5)))]
+    shares: BTreeMap<String, f64>,
+    #[merge(per_key(nested))]
+    stats_by_day: BTreeMap<u32, Stats>,
+    #[merge(per_key(sum))]
+    dict_views: PersistentDict<String, u64>,
+    by_tree: BTree<String, u64, per_key::Sum<0, 1000>>,
+    by_dict: PRef<PersistentDict<String, Stats, per_key::Nested>>,
     #[serde(skip)]
     cached: u64,
     title: String,

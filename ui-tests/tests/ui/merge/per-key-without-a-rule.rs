@@ -1,0 +1,11 @@
+use durus_core::Persistent;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Persistent, Serialize, Deserialize, Clone, PartialEq)]
+struct Page {
+    #[merge(per_key)]
+    views: BTreeMap<String, u64>,
+}
+
+fn main() {}
