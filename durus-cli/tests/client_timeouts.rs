@@ -89,7 +89,8 @@ fn a_listener_that_never_answers_times_out_every_client() {
 fn a_server_silent_after_the_commit_was_sent_gives_outcome_unknown() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = listener.local_addr().expect("address").to_string();
-    // Answers the version and the commit's invalidations, then nothing.
+    // Answers the version, the wait probe and the commit's invalidations,
+    // then nothing.
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
         s.set_read_timeout(Some(Duration::from_secs(5)))
@@ -97,6 +98,10 @@ fn a_server_silent_after_the_commit_was_sent_gives_outcome_unknown() {
         let mut version = [0u8; 5];
         s.read_exact(&mut version).expect("version");
         s.write_all(&1u32.to_be_bytes()).expect("reply");
+        let mut probe = [0u8; 9];
+        s.read_exact(&mut probe).expect("probe");
+        assert_eq!(probe[0], b'W');
+        s.write_all(b"O").expect("nothing changed");
         let mut commit = [0u8; 1];
         s.read_exact(&mut commit).expect("commit");
         assert_eq!(&commit, b"C");

@@ -340,3 +340,70 @@ fn sslmode_require_says_tls_is_not_supported_yet() {
     assert!(!out.status.success());
     assert!(stderr.contains("TLS"), "{stderr}");
 }
+
+/// A durus-rs client waiting for change on server one (the `W` request)
+/// wakes when a Python client of server two commits: server one learns
+/// of it from PostgreSQL's NOTIFY, not by polling.
+#[test]
+fn a_client_waiting_on_one_server_wakes_when_a_client_of_another_commits() {
+    use durus_core::storage::ClientStorage;
+    use durus_core::{Oid, Storage};
+    use std::time::{Duration, Instant};
+    let Some((_cluster, mut one, mut two)) = two_servers("wait_across_servers") else {
+        return;
+    };
+    let long = Duration::from_secs(20);
+    support::run_python(PYTHON_SETUP_ROOT, &[&two.port.to_string()]);
+    let mut waiter = ClientStorage::connect(&one.address).expect("connect");
+    assert!(waiter.server_waits());
+    waiter.sync().expect("sync");
+    waiter.load(Oid::ROOT).expect("the root");
+    assert!(!waiter
+        .wait_for_change(Duration::from_millis(50), None)
+        .expect("wait"));
+    let mut delays = Vec::new();
+    for round in 0..3 {
+        let port = two.port.to_string();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            support::run_python(PYTHON_BUMP_ROOT, &[&port]);
+            Instant::now()
+        });
+        let started = Instant::now();
+        assert!(
+            waiter
+                .wait_for_change(long, Some(&[Oid::ROOT]))
+                .expect("wait"),
+            "round {round}"
+        );
+        let woke = Instant::now();
+        let committed = writer.join().expect("writer");
+        assert!(woke.duration_since(started) < long / 2);
+        // The Python process exits after its commit: the wake came first,
+        // or within moments of it.
+        delays.push(woke.saturating_duration_since(committed));
+        assert!(waiter.sync().expect("sync").contains(&Oid::ROOT));
+    }
+    println!("wake on server one after a commit through server two: {delays:?}");
+    drop(waiter);
+    assert!(one.stop(), "server one exits cleanly");
+    assert!(two.stop(), "server two exits cleanly");
+}
+
+const PYTHON_SETUP_ROOT: &str = r#"
+import sys
+from durus.client_storage import ClientStorage
+from durus.connection import Connection
+c = Connection(ClientStorage(host='127.0.0.1', port=int(sys.argv[1])))
+c.get_root()['n'] = 0
+c.commit()
+"#;
+
+const PYTHON_BUMP_ROOT: &str = r#"
+import sys
+from durus.client_storage import ClientStorage
+from durus.connection import Connection
+c = Connection(ClientStorage(host='127.0.0.1', port=int(sys.argv[1])))
+c.get_root()['n'] += 1
+c.commit()
+"#;

@@ -243,6 +243,37 @@ impl Database {
         out
     }
 
+    /// Blocks until another client commits something this thread's
+    /// connection has not seen (`Ok(true)`), or `timeout` passes
+    /// (`Ok(false)`); see [`Connection::wait_for_change`]. The next
+    /// [`transaction`](Database::transaction) on this thread sees the
+    /// change. A worker loops: a transaction that takes work, and when
+    /// there was none, a wait: a commit made in between ends the wait at
+    /// once.
+    ///
+    /// With `interest`, only a change to one of those oids counts.
+    pub fn wait_for_change(
+        &self,
+        timeout: Duration,
+        interest: Option<&[crate::Oid]>,
+    ) -> Result<bool> {
+        let id = self.shared.id;
+        let mut slot = CONNECTIONS.with(|c| c.borrow_mut().remove(&id));
+        if slot.as_ref().is_some_and(Connection::is_closed) {
+            slot = None;
+        }
+        let conn = match slot {
+            Some(conn) => conn,
+            None => self.connection()?,
+        };
+        let out = match interest {
+            None => conn.wait_for_change(timeout),
+            Some(oids) => conn.wait_for_change_of(oids, timeout),
+        };
+        CONNECTIONS.with(|c| c.borrow_mut().insert(id, conn));
+        out
+    }
+
     /// As [`transaction`](Database::transaction), on one of the database's
     /// own threads: the returned future resolves to what `f` returned (or
     /// the commit's error). It works with any async runtime; the calling

@@ -5,17 +5,24 @@
 //! [`Session`] with its own invalidation set and reserved oids, as in
 //! Durus's `StorageServer`. A commit is an exchange (`CommitExchange`):
 //! while it lasts no other client can commit, but loads and syncs go on.
+//!
+//! A session can wait until it has invalidations ([`Session::wait_for_change`]):
+//! a condition variable is notified whenever invalidation sets grow (a
+//! commit, a pack, a sync that brings another process's commits), so that
+//! idle workers sleep instead of polling.
 
 use crate::error::{Error, ProtocolError, Result, StorageError};
 use crate::lock;
 use crate::oid::Oid;
 use crate::protocol::{records_only, LoadReply};
 use crate::storage::{
-    ClientTransaction, CommitHandler, CommitLock, Durability, Loader, NoConflicts, Outage, Storage,
+    ChangeNotifier, ClientTransaction, CommitHandler, CommitLock, Durability, Loader, NoConflicts,
+    Outage, Storage,
 };
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 /// A storage shared by many sessions.
 ///
@@ -61,6 +68,20 @@ struct Shared {
     /// Sessions that load one record without the state lock (a remote
     /// storage's pool).
     loader: Option<Arc<dyn Loader>>,
+    /// Notified (with `state`) whenever a session's invalidations grow.
+    changed: Condvar,
+    /// Signals of commits made by other processes (PostgreSQL).
+    notifier: Option<Arc<dyn ChangeNotifier>>,
+    /// The thread that turns `notifier`'s signals into syncs was started.
+    watching: AtomicBool,
+    /// Sessions in `wait_for_change` now.
+    waiters: AtomicUsize,
+    /// Another process may have committed since the storage was last
+    /// synced for waiters: the next waiter syncs first (one query then,
+    /// not one per wait).
+    unsynced: AtomicBool,
+    /// `close` was called: the watcher thread ends.
+    closed: AtomicBool,
 }
 
 struct State {
@@ -91,6 +112,7 @@ impl Hub {
         let database_lock = storage.commit_lock();
         let outage = storage.outage();
         let loader = storage.loader();
+        let notifier = storage.change_notifier();
         Hub {
             shared: Arc::new(Shared {
                 commit: Mutex::new(()),
@@ -104,6 +126,12 @@ impl Hub {
                 database_lock,
                 outage,
                 loader,
+                changed: Condvar::new(),
+                notifier,
+                watching: AtomicBool::new(false),
+                waiters: AtomicUsize::new(0),
+                unsynced: AtomicBool::new(true),
+                closed: AtomicBool::new(false),
             }),
         }
     }
@@ -150,7 +178,7 @@ impl Hub {
         let _commit = lock(&self.shared.commit);
         let mut state = lock(&self.shared.state);
         let out = f(state.storage.as_mut());
-        state.sync_storage()?;
+        self.shared.sync_storage(&mut state)?;
         out
     }
 
@@ -165,22 +193,97 @@ impl Hub {
     pub fn close(&self) -> Result<()> {
         let _commit = lock(&self.shared.commit);
         let mut state = lock(&self.shared.state);
+        self.shared.closed.store(true, Ordering::SeqCst);
+        if let Some(notifier) = &self.shared.notifier {
+            notifier.close();
+        }
         state.storage.close()
+    }
+
+    /// Starts, once, the thread that syncs the storage when another
+    /// process commits (see [`Storage::change_notifier`]), so that waiters
+    /// wake. It holds the hub weakly and ends with it (or its `close`).
+    fn watch_other_processes(&self) {
+        let Some(notifier) = self.shared.notifier.clone() else {
+            return;
+        };
+        if self.shared.watching.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let shared = Arc::downgrade(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name("durus-hub-watch".into())
+            .spawn(move || watch(&shared, notifier.as_ref()));
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the hub's change watcher: {e}");
+            self.shared.watching.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+/// How long the watcher waits for a signal before it syncs anyway while
+/// sessions wait: a safety net for a signal lost (a writer that does not
+/// send them), not the normal path.
+const WATCH_SLICE: Duration = Duration::from_millis(500);
+
+/// The watcher's loop (see [`Hub::watch_other_processes`]).
+fn watch(shared: &Weak<Shared>, notifier: &dyn ChangeNotifier) {
+    let mut failures = 0u32;
+    loop {
+        match shared.upgrade() {
+            Some(s) if !s.closed.load(Ordering::SeqCst) => {}
+            _ => return,
+        }
+        let signalled = match notifier.wait(WATCH_SLICE) {
+            Ok(signalled) => signalled,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::debug!("hub change watcher: {e}");
+                if let Some(s) = shared.upgrade() {
+                    // Signals may be lost meanwhile: waiters look themselves.
+                    s.unsynced.store(true, Ordering::SeqCst);
+                }
+                // PostgreSQL is away: waiters time out meanwhile.
+                std::thread::sleep(Duration::from_millis(50 << failures.min(5)));
+                continue;
+            }
+        };
+        failures = 0;
+        let Some(s) = shared.upgrade() else { return };
+        if signalled {
+            // Set before looking at the waiters: a waiter that starts now
+            // syncs itself (see `Session::wait_for_change`).
+            s.unsynced.store(true, Ordering::SeqCst);
+        }
+        // On a signal, or a slice without one (a safety net), while
+        // sessions wait.
+        if s.waiters.load(Ordering::SeqCst) > 0 {
+            let mut state = lock(&s.state);
+            s.unsynced.store(false, Ordering::SeqCst);
+            if let Err(e) = s.sync_storage(&mut state) {
+                s.unsynced.store(true, Ordering::SeqCst);
+                tracing::debug!("hub change watcher: sync: {e}");
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Passes oids the storage reports (a pack's; on a storage shared with
+    /// other processes, their commits) to every session, and wakes waiters.
+    fn sync_storage(&self, state: &mut State) -> Result<()> {
+        let removed = state.storage.sync()?;
+        if !removed.is_empty() {
+            for s in state.sessions.values_mut() {
+                s.invalid.extend(removed.iter().copied());
+            }
+            self.changed.notify_all();
+        }
+        Ok(())
     }
 }
 
 impl State {
-    /// Passes oids the storage itself invalidated (a pack) to every session.
-    fn sync_storage(&mut self) -> Result<()> {
-        let removed = self.storage.sync()?;
-        if !removed.is_empty() {
-            for s in self.sessions.values_mut() {
-                s.invalid.extend(removed.iter().copied());
-            }
-        }
-        Ok(())
-    }
-
     /// True when a session holds `oid`: reserved and not yet written, or
     /// invalid (removed by a pack; as Durus does, not handed out again).
     fn held_by_a_session(&self, oid: Oid) -> bool {
@@ -328,7 +431,7 @@ impl Session {
     /// The oids invalidated for this session since it last synced; clears them.
     pub fn sync(&self) -> Result<Vec<Oid>> {
         let mut state = lock(&self.hub.shared.state);
-        state.sync_storage()?;
+        self.hub.shared.sync_storage(&mut state)?;
         let invalid = std::mem::take(&mut state.session(self.id)?.invalid);
         Ok(invalid.into_iter().collect())
     }
@@ -355,11 +458,58 @@ impl Session {
         // On an error the exchange is dropped, which releases the lock.
         exchange.invalidations = {
             let mut state = lock(&self.hub.shared.state);
-            state.sync_storage()?;
+            self.hub.shared.sync_storage(&mut state)?;
             let invalid = std::mem::take(&mut state.session(self.id)?.invalid);
             invalid.into_iter().collect()
         };
         Ok(exchange)
+    }
+
+    /// Blocks until this session has invalidations it has not synced
+    /// (`Ok(true)`), or `timeout` passes (`Ok(false)`). With `interest`,
+    /// only an invalidation of one of those oids counts. It returns at once
+    /// when there are some already, and does not take them: the next
+    /// `sync` or commit does.
+    ///
+    /// Sessions wake when another session commits, when a pack removes
+    /// records, and (on a storage other processes commit to, PostgreSQL)
+    /// when the storage signals another process's commit.
+    pub fn wait_for_change(&self, timeout: Duration, interest: Option<&[Oid]>) -> Result<bool> {
+        let shared = &self.hub.shared;
+        let deadline = Instant::now() + timeout;
+        shared.waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(shared);
+        let mut state = lock(&shared.state);
+        if shared.notifier.is_some() {
+            self.hub.watch_other_processes();
+            // What other processes committed while no one waited (or
+            // before the watcher listened).
+            if shared.unsynced.swap(false, Ordering::SeqCst) {
+                if let Err(e) = shared.sync_storage(&mut state) {
+                    shared.unsynced.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+        }
+        loop {
+            let session = state.session(self.id)?;
+            let hit = match interest {
+                None => !session.invalid.is_empty(),
+                Some(oids) => oids.iter().any(|oid| session.invalid.contains(oid)),
+            };
+            if hit {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            state = shared
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
     }
 
     /// Packs the storage (no commit runs meanwhile).
@@ -370,6 +520,15 @@ impl Session {
     /// The hub this session belongs to.
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+}
+
+/// Counts a session in `wait_for_change` while it lives.
+struct Waiting<'a>(&'a Shared);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -452,6 +611,7 @@ impl CommitExchange<'_> {
                 s.invalid.extend(oids.iter().copied());
             }
         }
+        shared.changed.notify_all();
         shared
             .bytes_committed
             .fetch_add(bytes as u64, Ordering::Relaxed);
@@ -538,5 +698,14 @@ impl Storage for SharedStorage {
 
     fn pack(&mut self) -> Result<()> {
         self.session.pack()
+    }
+
+    fn wait_for_change(&mut self, timeout: Duration, interest: Option<&[Oid]>) -> Result<bool> {
+        self.session.wait_for_change(timeout, interest)
+    }
+
+    fn change_notifier(&mut self) -> Option<Arc<dyn ChangeNotifier>> {
+        // The hub wakes its own sessions.
+        None
     }
 }

@@ -567,6 +567,16 @@ impl Storage for Meddled {
     fn commit_lock(&mut self) -> Option<Arc<dyn durus_core::storage::CommitLock>> {
         self.inner.commit_lock()
     }
+    fn wait_for_change(
+        &mut self,
+        timeout: std::time::Duration,
+        interest: Option<&[durus_core::Oid]>,
+    ) -> durus_core::Result<bool> {
+        self.inner.wait_for_change(timeout, interest)
+    }
+    fn change_notifier(&mut self) -> Option<Arc<dyn durus_core::storage::ChangeNotifier>> {
+        self.inner.change_notifier()
+    }
     fn missing(&mut self, oids: &[durus_core::Oid]) -> durus_core::Result<Vec<durus_core::Oid>> {
         self.inner.missing(oids)
     }

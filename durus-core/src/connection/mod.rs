@@ -220,6 +220,50 @@ impl Connection {
         self.inner.sync()
     }
 
+    /// Blocks until another client commits something this connection has
+    /// not seen yet (`Ok(true)`), or `timeout` passes (`Ok(false)`): for
+    /// workers that sleep until there is work, instead of polling.
+    ///
+    /// It returns at once when such a commit happened already (since the
+    /// last `abort`, `sync` or `commit`), so a worker that found no work in
+    /// a transaction and then waits misses nothing. The change is not
+    /// applied: the next [`abort`](Connection::abort) (a new transaction)
+    /// or [`sync`](Connection::sync) sees it.
+    ///
+    /// ```
+    /// use durus_core::{Connection, Hub, MemoryStorage, PRef, PersistentList};
+    /// use std::time::Duration;
+    ///
+    /// let hub = Hub::new(MemoryStorage::new());
+    /// let worker = Connection::new(hub.storage());
+    /// let jobs: PRef<PersistentList<u32>> = worker.root()?;
+    /// assert!(!worker.wait_for_change(Duration::from_millis(1))?);
+    ///
+    /// let producer = Connection::new(hub.storage());
+    /// producer.root::<PersistentList<u32>>()?.write()?.push(7);
+    /// producer.commit()?;
+    ///
+    /// assert!(worker.wait_for_change(Duration::from_secs(5))?);
+    /// worker.abort()?;
+    /// assert_eq!(jobs.read()?.first(), Some(&7));
+    /// # Ok::<(), durus_core::Error>(())
+    /// ```
+    pub fn wait_for_change(&self, timeout: std::time::Duration) -> Result<bool> {
+        self.inner
+            .storage
+            .borrow_mut()
+            .wait_for_change(timeout, None)
+    }
+
+    /// As [`wait_for_change`](Connection::wait_for_change), but only a
+    /// commit that changed one of `oids` (say, a queue's object) counts.
+    pub fn wait_for_change_of(&self, oids: &[Oid], timeout: std::time::Duration) -> Result<bool> {
+        self.inner
+            .storage
+            .borrow_mut()
+            .wait_for_change(timeout, Some(oids))
+    }
+
     /// True when the transaction needs an [`abort`](Connection::abort)
     /// (after a conflict or a failed commit) before anything else.
     pub fn needs_abort(&self) -> bool {

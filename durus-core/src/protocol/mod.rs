@@ -27,7 +27,7 @@ pub use reply::{
 };
 pub use request::{
     BulkLoadRequest, CommitAnswer, CommitRequest, LoadRequest, NewOidRequest, NewOidsRequest,
-    PackRequest, QuitRequest, Request, SyncRequest, VersionRequest,
+    PackRequest, QuitRequest, Request, SyncRequest, VersionRequest, WaitRequest,
 };
 
 use crate::oid::Oid;
@@ -61,6 +61,9 @@ pub const MAX_BULK_OIDS: usize = 1 << 16;
 
 /// The most oids in one resolution request of the commit exchange.
 pub const MAX_RESOLVE_OIDS: usize = 1 << 16;
+
+/// The most oids of interest in one wait (`W`).
+pub const MAX_WAIT_OIDS: usize = 1 << 16;
 
 /// The most oids a client accepts in one invalidation or sync list
 /// (64 Mi oids, 512 MiB): after a large pack the list can be long.

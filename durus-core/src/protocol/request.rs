@@ -2,7 +2,7 @@
 
 use super::{
     put_u32, take, wire_len, Cursor, Decoded, MAX_BULK_OIDS, MAX_RECORD_LEN, MAX_RESOLVE_OIDS,
-    MAX_TRANSACTION_LEN,
+    MAX_TRANSACTION_LEN, MAX_WAIT_OIDS,
 };
 use crate::oid::Oid;
 use crate::record;
@@ -104,6 +104,26 @@ pub struct PackRequest;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuitRequest;
 
+/// `W` (**extension**, durus-rs clients only): wait until this client has
+/// invalidations it has not synced, or the timeout passes.
+///
+/// ```text
+/// request: 'W' | timeout_ms u32 | count u32 | count × oid (8)
+/// reply:   'I'   there are invalidations (of one of the oids, when count > 0)
+///        | 'O'   none within the timeout
+/// ```
+/// The invalidations stay for the next `S` or `C`. `count` is at most
+/// [`MAX_WAIT_OIDS`]; 0 means any oid. A `W` with timeout 0 is the probe a
+/// client sends after `V` to learn whether the server knows `W` (Durus's
+/// server closes the session on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitRequest {
+    /// The longest wait, in milliseconds.
+    pub timeout_ms: u32,
+    /// Only invalidations of these oids count; empty: any.
+    pub oids: Vec<Oid>,
+}
+
 /// One request from a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -125,6 +145,8 @@ pub enum Request {
     Pack(PackRequest),
     /// `Q`
     Quit(QuitRequest),
+    /// `W` (extension)
+    Wait(WaitRequest),
     /// Any other byte (Durus clients send `.` when closing): ends the session.
     Close(u8),
 }
@@ -160,6 +182,19 @@ impl Request {
             b'S' => Request::Sync(SyncRequest),
             b'P' => Request::Pack(PackRequest),
             b'Q' => Request::Quit(QuitRequest),
+            b'W' => {
+                let timeout_ms = take!(c.u32());
+                let count = take!(c.u32()) as usize;
+                if count > MAX_WAIT_OIDS {
+                    return Decoded::Malformed(format!(
+                        "wait for {count} oids is over the limit of {MAX_WAIT_OIDS}"
+                    ));
+                }
+                Request::Wait(WaitRequest {
+                    timeout_ms,
+                    oids: take!(c.oids(count)),
+                })
+            }
             other => Request::Close(other),
         };
         Decoded::Frame(request, c.pos())
@@ -189,6 +224,14 @@ impl Request {
             Request::Sync(_) => out.push(b'S'),
             Request::Pack(_) => out.push(b'P'),
             Request::Quit(_) => out.push(b'Q'),
+            Request::Wait(r) => {
+                out.push(b'W');
+                put_u32(out, r.timeout_ms);
+                put_u32(out, wire_len(r.oids.len()));
+                for oid in &r.oids {
+                    out.extend_from_slice(&oid.to_bytes());
+                }
+            }
             Request::Close(b) => out.push(*b),
         }
     }
@@ -320,6 +363,14 @@ mod tests {
             oids: vec![Oid(1), Oid(2)],
         }));
         roundtrip(Request::Commit(CommitRequest));
+        roundtrip(Request::Wait(WaitRequest {
+            timeout_ms: 250,
+            oids: vec![Oid(3)],
+        }));
+        roundtrip(Request::Wait(WaitRequest {
+            timeout_ms: 0,
+            oids: vec![],
+        }));
         roundtrip(Request::Close(b'.'));
     }
 
@@ -340,6 +391,10 @@ mod tests {
     fn over_limit_counts_are_malformed_before_the_bytes_arrive() {
         assert!(matches!(
             Request::decode(b"B\xff\xff\xff\xff"),
+            Decoded::Malformed(_)
+        ));
+        assert!(matches!(
+            Request::decode(b"W\x00\x00\x00\x01\xff\xff\xff\xff"),
             Decoded::Malformed(_)
         ));
         assert!(matches!(

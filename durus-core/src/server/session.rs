@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::hub::{CommitExchange, Session};
 use crate::net::{Polled, Stream};
 use crate::protocol::{
-    encode_oid_list, CommitAnswer, FrameReader, ReadError, Request, PROTOCOL_VERSION,
+    encode_oid_list, CommitAnswer, FrameReader, ReadError, Request, WaitRequest, PROTOCOL_VERSION,
     STATUS_INVALID, STATUS_OKAY,
 };
 use std::io::Write;
@@ -136,6 +136,12 @@ impl Client<'_> {
                 self.out.push(STATUS_OKAY);
                 self.send()?;
             }
+            Request::Wait(r) => {
+                let changed = self.wait(&r)?;
+                self.out
+                    .push(if changed { STATUS_INVALID } else { STATUS_OKAY });
+                self.send()?;
+            }
             Request::Quit(_) => {
                 info!("quit asked for by a client");
                 self.shared.stop();
@@ -147,6 +153,26 @@ impl Client<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Waits for this session's invalidations (the extension `W`), in
+    /// slices of a tick so that a stopping server is noticed.
+    fn wait(&mut self, r: &WaitRequest) -> Result<bool, End> {
+        let deadline = Instant::now() + Duration::from_millis(u64::from(r.timeout_ms));
+        let interest = (!r.oids.is_empty()).then_some(r.oids.as_slice());
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let changed = self
+                .session
+                .wait_for_change(left.min(TICK), interest)
+                .map_err(storage)?;
+            if changed || left <= TICK {
+                return Ok(changed);
+            }
+            if self.shared.stopping() {
+                return Err(End::Quiet("server stopping".into()));
+            }
+        }
     }
 
     fn new_oids(&mut self, count: usize) -> Result<(), End> {

@@ -8,9 +8,11 @@ use crate::oid::Oid;
 use crate::protocol::{
     decode_fixed_oids, decode_oid_list, decode_status, decode_version, records_only,
     BulkLoadRequest, CommitAnswer, CommitRequest, FrameReader, LoadReply, LoadRequest,
-    NewOidsRequest, PackRequest, ReadError, Request, SyncRequest, VersionRequest, CLOSE_BYTE,
-    MAX_BULK_OIDS, MAX_OID_LIST, PROTOCOL_VERSION, STATUS_INVALID, STATUS_OKAY,
+    NewOidsRequest, PackRequest, ReadError, Request, SyncRequest, VersionRequest, WaitRequest,
+    CLOSE_BYTE, MAX_BULK_OIDS, MAX_OID_LIST, MAX_WAIT_OIDS, PROTOCOL_VERSION, STATUS_INVALID,
+    STATUS_OKAY,
 };
+use std::collections::HashSet;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,13 @@ const PREFETCH: usize = 64;
 
 /// How long a read of a reply polls before it blocks (see [`Polled`]).
 const POLL: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// How often a client of a server without the wait extension (Python
+/// Durus's) asks for its invalidations while it waits for change.
+const POLL_FOR_CHANGE: Duration = Duration::from_millis(20);
+
+/// The longest one `W` asks the server to wait when reads are not bounded.
+const MAX_WAIT_SLICE: Duration = Duration::from_secs(60);
 
 /// How long a client waits on its server, so that a server that is paused,
 /// overloaded or unreachable fails a request instead of hanging it.
@@ -97,6 +106,12 @@ pub struct ClientStorage {
     options: ClientOptions,
     /// The session was closed because the server did not answer in time.
     timed_out: bool,
+    /// The server knows the wait extension (`W`); learnt at connection.
+    waits: bool,
+    /// Without it: invalidations taken from the server by a wait's polling
+    /// and not yet handed to the connection (by `sync` or `end`); loads of
+    /// them are refused as the server would.
+    pending: HashSet<Oid>,
 }
 
 impl ClientStorage {
@@ -117,7 +132,69 @@ impl ClientStorage {
     }
 
     /// Connects to a parsed address with these timeouts.
+    ///
+    /// After `V`, it probes for the wait extension (a `W` that waits 0 ms).
+    /// A server without it (Python Durus's) closes the session: then it
+    /// connects again and goes on in plain mode, where
+    /// [`Storage::wait_for_change`] polls `S`.
     pub fn connect_to_with(address: &Address, options: ClientOptions) -> Result<ClientStorage> {
+        let mut storage = ClientStorage::open(address, options)?;
+        if storage.probe_wait()? {
+            storage.waits = true;
+            return Ok(storage);
+        }
+        tracing::debug!("server {address} has no wait extension: plain mode");
+        ClientStorage::open(address, options)
+    }
+
+    /// True when the server knows the wait extension (`W`): a wait then
+    /// blocks on the server instead of polling it.
+    pub fn server_waits(&self) -> bool {
+        self.waits
+    }
+
+    /// Sends the probe; `Ok(false)` when the server closed the session on it.
+    fn probe_wait(&mut self) -> Result<bool> {
+        self.send(&Request::Wait(WaitRequest {
+            timeout_ms: 0,
+            oids: Vec::new(),
+        }))?;
+        let deadline = self.options.read_timeout.map(|t| Instant::now() + t);
+        match self.reader.read_frame(decode_status, deadline) {
+            Ok(STATUS_OKAY | STATUS_INVALID) => Ok(true),
+            Ok(other) => {
+                self.closed = true;
+                Err(Error::Protocol(ProtocolError::Malformed(format!(
+                    "wait probe answered with status byte {other:#04x}"
+                ))))
+            }
+            Err(e) => {
+                self.closed = true;
+                let _ = self.stream.shutdown();
+                match e {
+                    ReadError::Closed | ReadError::Truncated { .. } => Ok(false),
+                    ReadError::Io(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::ConnectionReset
+                                | std::io::ErrorKind::ConnectionAborted
+                                | std::io::ErrorKind::BrokenPipe
+                                | std::io::ErrorKind::UnexpectedEof
+                        ) =>
+                    {
+                        Ok(false)
+                    }
+                    other => Err(Error::io(
+                        format!("probe server {}", self.address),
+                        std::io::Error::other(other.to_string()),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Connects and checks the protocol version.
+    fn open(address: &Address, options: ClientOptions) -> Result<ClientStorage> {
         let fail = |e| Error::io(format!("connect to {address}"), e);
         let stream = address
             .connect_within(options.connect_timeout)
@@ -143,6 +220,8 @@ impl ClientStorage {
             closed: false,
             options,
             timed_out: false,
+            waits: false,
+            pending: HashSet::new(),
         };
         storage.send(&Request::Version(VersionRequest {
             version: PROTOCOL_VERSION,
@@ -229,6 +308,42 @@ impl ClientStorage {
         Ok(out)
     }
 
+    /// The server's `S`, without what polling took before.
+    fn sync_server(&mut self) -> Result<Vec<Oid>> {
+        self.send(&Request::Sync(SyncRequest))?;
+        self.read(|b| decode_oid_list(b, MAX_OID_LIST))
+    }
+
+    /// Refuses a load of an oid polling found invalid, as the server would.
+    fn check_pending(&self, oids: &[Oid]) -> Result<()> {
+        match oids.iter().find(|oid| self.pending.contains(oid)) {
+            Some(oid) => LoadReply::Invalid.into_record(*oid).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// A wait in plain mode: polls `S`, keeping what it returns for the
+    /// connection's next `sync` or commit.
+    fn poll_for_change(&mut self, timeout: Duration, interest: Option<&[Oid]>) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let oids = self.sync_server()?;
+            self.pending.extend(oids);
+            let hit = match interest {
+                None => !self.pending.is_empty(),
+                Some(oids) => oids.iter().any(|oid| self.pending.contains(oid)),
+            };
+            if hit {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            std::thread::sleep(left.min(POLL_FOR_CHANGE));
+        }
+    }
+
     /// Tells the server this client gives up its commit (an empty
     /// transaction ends the exchange).
     fn give_up(&mut self) -> Result<()> {
@@ -244,11 +359,13 @@ impl Storage for ClientStorage {
     }
 
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
+        self.check_pending(&[oid])?;
         self.send(&Request::Load(LoadRequest { oid }))?;
         self.read(LoadReply::decode)?.into_record(oid)
     }
 
     fn bulk_load(&mut self, oids: &[Oid]) -> Result<Vec<Vec<u8>>> {
+        self.check_pending(oids)?;
         let mut replies = Vec::with_capacity(oids.len());
         for chunk in oids.chunks(MAX_BULK_OIDS) {
             self.send(&Request::BulkLoad(BulkLoadRequest {
@@ -287,7 +404,13 @@ impl Storage for ClientStorage {
 
     fn end(&mut self, handler: &mut dyn CommitHandler) -> Result<Durability> {
         self.send(&Request::Commit(CommitRequest))?;
-        let invalidated = self.read(|b| decode_oid_list(b, MAX_OID_LIST))?;
+        let mut invalidated = self.read(|b| decode_oid_list(b, MAX_OID_LIST))?;
+        if !self.pending.is_empty() {
+            // Taken from the server by a wait's polling: theirs as much.
+            invalidated.extend(self.pending.drain());
+            invalidated.sort_unstable();
+            invalidated.dedup();
+        }
         let mut transaction = std::mem::take(&mut self.transaction);
         let resolved = transaction.resolve(handler, &invalidated, |asked| {
             CommitAnswer::Resolve(asked.to_vec()).encode(&mut self.out);
@@ -321,8 +444,60 @@ impl Storage for ClientStorage {
     }
 
     fn sync(&mut self) -> Result<Vec<Oid>> {
-        self.send(&Request::Sync(SyncRequest))?;
-        self.read(|b| decode_oid_list(b, MAX_OID_LIST))
+        let mut oids = self.sync_server()?;
+        if !self.pending.is_empty() {
+            oids.extend(self.pending.drain());
+            oids.sort_unstable();
+            oids.dedup();
+        }
+        Ok(oids)
+    }
+
+    fn wait_for_change(&mut self, timeout: Duration, interest: Option<&[Oid]>) -> Result<bool> {
+        self.check_open()?;
+        if interest.is_some_and(<[Oid]>::is_empty) {
+            return super::nothing_changes(timeout);
+        }
+        if !self.waits {
+            return self.poll_for_change(timeout, interest);
+        }
+        // Too many oids for one request: any change counts.
+        let oids = match interest {
+            Some(oids) if oids.len() <= MAX_WAIT_OIDS => oids.to_vec(),
+            _ => Vec::new(),
+        };
+        // Each request waits at most half the read timeout, so that its
+        // answer is never taken for a silent server's.
+        let slice = self.options.read_timeout.map_or(MAX_WAIT_SLICE, |t| {
+            (t / 2).clamp(Duration::from_millis(1), MAX_WAIT_SLICE)
+        });
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let this = left.min(slice);
+            let timeout_ms = u32::try_from(this.as_micros().div_ceil(1000)).unwrap_or(u32::MAX);
+            self.send(&Request::Wait(WaitRequest {
+                timeout_ms,
+                oids: oids.clone(),
+            }))?;
+            match self.read_status()? {
+                STATUS_INVALID => return Ok(true),
+                STATUS_OKAY if this >= left => return Ok(false),
+                STATUS_OKAY => {}
+                other => {
+                    self.closed = true;
+                    return Err(Error::Protocol(ProtocolError::Malformed(format!(
+                        "wait answered with status byte {other:#04x}"
+                    ))));
+                }
+            }
+        }
+    }
+
+    fn change_notifier(&mut self) -> Option<std::sync::Arc<dyn super::ChangeNotifier>> {
+        // The server wakes its sessions; another process's commits reach
+        // it through its own storage.
+        None
     }
 
     fn pack(&mut self) -> Result<()> {

@@ -1,11 +1,12 @@
 //! [`Counting`]: a storage adapter that counts what passes through it, for
 //! benchmarks and tests (round trips of a traversal, records per commit).
 
-use super::{CommitHandler, CommitLock, Durability, Loader, Outage, Storage};
+use super::{ChangeNotifier, CommitHandler, CommitLock, Durability, Loader, Outage, Storage};
 use crate::error::Result;
 use crate::oid::Oid;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What a [`Counting`] storage saw. Shared, so it can be read while a
 /// connection owns the storage.
@@ -247,6 +248,14 @@ impl<S: Storage> Storage for Counting<S> {
     fn loader(&mut self) -> Option<Arc<dyn Loader>> {
         self.inner.loader()
     }
+
+    fn wait_for_change(&mut self, timeout: Duration, interest: Option<&[Oid]>) -> Result<bool> {
+        self.inner.wait_for_change(timeout, interest)
+    }
+
+    fn change_notifier(&mut self) -> Option<Arc<dyn ChangeNotifier>> {
+        self.inner.change_notifier()
+    }
 }
 
 /// A boxed storage is a storage, so adapters can wrap one.
@@ -311,5 +320,13 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
 
     fn loader(&mut self) -> Option<Arc<dyn Loader>> {
         (**self).loader()
+    }
+
+    fn wait_for_change(&mut self, timeout: Duration, interest: Option<&[Oid]>) -> Result<bool> {
+        (**self).wait_for_change(timeout, interest)
+    }
+
+    fn change_notifier(&mut self) -> Option<Arc<dyn ChangeNotifier>> {
+        (**self).change_notifier()
     }
 }

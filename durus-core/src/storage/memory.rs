@@ -49,6 +49,19 @@ impl Storage for MemoryStorage {
         None
     }
 
+    fn wait_for_change(
+        &mut self,
+        timeout: std::time::Duration,
+        _interest: Option<&[Oid]>,
+    ) -> Result<bool> {
+        // No one else commits to it (a file is locked by its one owner).
+        crate::storage::nothing_changes(timeout)
+    }
+
+    fn change_notifier(&mut self) -> Option<std::sync::Arc<dyn crate::storage::ChangeNotifier>> {
+        None
+    }
+
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
         self.records.get(&oid).cloned().ok_or(Error::NotFound(oid))
     }

@@ -26,6 +26,7 @@ use crate::oid::Oid;
 use crate::record;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A store of records by oid with transactional commits.
 ///
@@ -153,6 +154,45 @@ pub trait Storage: Send {
     fn outage(&self) -> Option<Arc<Outage>> {
         None
     }
+
+    /// Blocks until another client has committed something this client has
+    /// not synced yet (`Ok(true)`), or `timeout` passes (`Ok(false)`). With
+    /// `interest`, only a change to one of those oids counts.
+    ///
+    /// It does not take the changes: the next `sync` (or `end`) reports
+    /// them as usual. A storage no one else commits to (memory, a locked
+    /// file) sleeps for the timeout. Required, with no default: a wrapper
+    /// must pass it on, or its users would sleep through every change.
+    fn wait_for_change(&mut self, timeout: Duration, interest: Option<&[Oid]>) -> Result<bool>;
+
+    /// What wakes a [`Hub`](crate::Hub)'s waiters when another *process*
+    /// commits to this storage (PostgreSQL's LISTEN/NOTIFY). `None`: every
+    /// commit goes through this storage's hub, which wakes its waiters
+    /// itself (a file, memory, a server's session).
+    ///
+    /// Required, with no default, for the same reason as `commit_lock`.
+    fn change_notifier(&mut self) -> Option<Arc<dyn ChangeNotifier>>;
+}
+
+/// A source of "another process committed" signals (see
+/// [`Storage::change_notifier`]). Shared by a hub's waiters; used from one
+/// thread at a time.
+pub trait ChangeNotifier: Send + Sync {
+    /// Blocks until a commit may have happened elsewhere since the last
+    /// call (`Ok(true)`; spurious wake-ups are allowed, e.g. after a
+    /// reconnection, when a signal may have been lost) or `timeout`
+    /// passes (`Ok(false)`).
+    fn wait(&self, timeout: Duration) -> Result<bool>;
+
+    /// Stops listening; later waits fail.
+    fn close(&self);
+}
+
+/// `Ok(false)` after `timeout`: what a storage that no one else commits to
+/// answers to [`Storage::wait_for_change`].
+pub(crate) fn nothing_changes(timeout: Duration) -> Result<bool> {
+    std::thread::sleep(timeout);
+    Ok(false)
 }
 
 /// Loads beside a storage (see [`Storage::loader`]).

@@ -81,6 +81,18 @@ fn injected(what: &str) -> Error {
 }
 
 impl<S: Storage> Storage for Faulty<S> {
+    fn wait_for_change(
+        &mut self,
+        timeout: std::time::Duration,
+        interest: Option<&[Oid]>,
+    ) -> Result<bool> {
+        self.inner.wait_for_change(timeout, interest)
+    }
+
+    fn change_notifier(&mut self) -> Option<Arc<dyn durus_core::storage::ChangeNotifier>> {
+        self.inner.change_notifier()
+    }
+
     fn load(&mut self, oid: Oid) -> Result<Vec<u8>> {
         self.inner.load(oid)
     }

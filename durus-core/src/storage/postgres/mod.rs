@@ -24,9 +24,13 @@
 
 mod conn;
 mod link;
+mod listen;
 mod sql;
 
-use super::{ClientTransaction, CommitHandler, CommitLock, Durability, Loader, Outage, Storage};
+use super::{
+    ChangeNotifier, ClientTransaction, CommitHandler, CommitLock, Durability, Loader, Outage,
+    Storage,
+};
 use crate::error::{Error, Result, StorageError};
 use crate::oid::Oid;
 use crate::record;
@@ -144,7 +148,16 @@ pub struct PgStorage {
     /// `view.last_tid`, for the loader (set where it changes: at connect,
     /// at the end of each sync and commit).
     published_tid: Arc<AtomicI64>,
+    /// How to connect again (the listener's own session).
+    config: Config,
+    /// Signals of other processes' commits, made on first use.
+    listener: Option<Arc<listen::Listener>>,
 }
+
+/// How long a wait for change goes without a signal before it looks at
+/// the database anyway: a safety net (a writer that sends no NOTIFY, an
+/// older durus-rs), not the normal path.
+const WAIT_SLICE: Duration = Duration::from_millis(500);
 
 /// What this client knows of the database.
 #[derive(Default)]
@@ -197,7 +210,9 @@ impl PgStorage {
         Ok(PgStorage {
             loader: None,
             published_tid: Arc::new(AtomicI64::new(last_tid)),
-            reader: Link::new(config, target.clone(), session, outage.clone()),
+            reader: Link::new(config.clone(), target.clone(), session, outage.clone()),
+            config,
+            listener: None,
             committer: None,
             view: View {
                 last_tid,
@@ -277,6 +292,19 @@ impl PgStorage {
                 .query_one_text(sql::RESERVE_OIDS_THROUGH, &[&key])
                 .map(|_| ())
         })
+    }
+
+    /// The listener, made (not connected) on first use.
+    fn listener(&mut self) -> Arc<listen::Listener> {
+        self.listener
+            .get_or_insert_with(|| {
+                Arc::new(listen::Listener::new(
+                    self.config.clone(),
+                    self.target.clone(),
+                    link::round_trip_timeout(&self.config),
+                ))
+            })
+            .clone()
     }
 
     /// The commit, `transaction` taken out of `self` for its duration, on
@@ -837,6 +865,9 @@ impl Storage for PgStorage {
                 crate::lock(link).close();
             }
         }
+        if let Some(listener) = &self.listener {
+            listener.close();
+        }
         Ok(())
     }
 
@@ -869,6 +900,37 @@ impl Storage for PgStorage {
 
     fn outage(&self) -> Option<Arc<Outage>> {
         Some(self.outage.clone())
+    }
+
+    fn wait_for_change(&mut self, timeout: Duration, interest: Option<&[Oid]>) -> Result<bool> {
+        let listener = self.listener();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            // What others committed since this client's last sync, without
+            // taking it (the next sync reports it).
+            let last_tid = self.view.last_tid;
+            let (_, oids) = self
+                .reader
+                .read("look for changes", |s| s.changes_since(last_tid))?;
+            let hit = match interest {
+                None => !oids.is_empty(),
+                Some(wanted) => oids.iter().any(|oid| wanted.contains(oid)),
+            };
+            if hit {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            // A signal, or the slice without one: look again.
+            listener.wait(left.min(WAIT_SLICE))?;
+        }
+    }
+
+    fn change_notifier(&mut self) -> Option<Arc<dyn ChangeNotifier>> {
+        let listener: Arc<dyn ChangeNotifier> = self.listener();
+        Some(listener)
     }
 }
 

@@ -236,14 +236,20 @@ fn hex_digit(nibble: u8) -> char {
     char::from_digit(u32::from(nibble), 16).unwrap_or('0')
 }
 
-/// The last round trip of a commit. COMMIT returns once the WAL is flushed
-/// past it, and only then is the commit visible to others and the lock
-/// released. (An asynchronous COMMIT followed by a synchronous flush would
-/// free the lock sooner, but others could see a commit that a crash then
-/// loses; a client that reconnects after the crash keeps the tid it saw,
-/// and the next commit, made again with that tid, would not reach it as
-/// an invalidation: a lost update.)
-pub(crate) const FINISH_COMMIT: &str = "COMMIT";
+/// The last round trip of a commit. NOTIFY is delivered to the listeners
+/// (see [`LISTEN`]) when the transaction commits. COMMIT returns once the
+/// WAL is flushed past it, and only then is the commit visible to others
+/// and the lock released. (An asynchronous COMMIT followed by a synchronous
+/// flush would free the lock sooner, but others could see a commit that a
+/// crash then loses; a client that reconnects after the crash keeps the
+/// tid it saw, and the next commit, made again with that tid, would not
+/// reach it as an invalidation: a lost update.)
+pub(crate) const FINISH_COMMIT: &str = "NOTIFY durus_commit; COMMIT";
+
+/// What a session that waits for other processes' commits runs once: every
+/// commit and every pack that removed records sends `NOTIFY durus_commit`
+/// in its transaction.
+pub(crate) const LISTEN: &str = "LISTEN durus_commit";
 
 /// Leaves a commit or a pack that will not happen.
 pub(crate) const ROLLBACK: &str = "ROLLBACK";
@@ -282,6 +288,6 @@ pub(crate) fn finish_pack(tid: i64) -> String {
     format!(
         "DELETE FROM durus_removed WHERE tid < \
          (SELECT max(tid) FROM durus_removed WHERE tid < {tid}); \
-         UPDATE durus_commit SET tid = {tid} WHERE id = 0; COMMIT"
+         UPDATE durus_commit SET tid = {tid} WHERE id = 0; NOTIFY durus_commit; COMMIT"
     )
 }
