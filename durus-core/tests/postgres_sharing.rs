@@ -559,9 +559,9 @@ impl durus_core::storage::CommitHandler for AcceptAll {
 
 #[test]
 fn an_oid_handed_out_to_one_client_and_written_by_another_is_an_update() -> Result<()> {
-    // Client A is handed oid 0 (as `root()` is), client B makes the root
-    // first; A's large write of oid 0 must update B's row, not fail as a
-    // duplicate insert.
+    // Client A is handed an oid, client B writes that oid first (a client
+    // may store under any oid); A's large write of it must update B's row,
+    // not fail as a duplicate insert.
     let Some(cluster) = pg::cluster() else {
         return Ok(());
     };
@@ -569,17 +569,17 @@ fn an_oid_handed_out_to_one_client_and_written_by_another_is_an_update() -> Resu
     let mut a = PgStorage::connect(&url)?;
     let mut b = PgStorage::connect(&url)?;
     a.begin();
-    assert_eq!(a.new_oid()?, Oid(0));
+    let oid = a.new_oid()?;
     b.begin();
-    let rec = |data: &[u8]| durus_core::internals::record::pack(Oid(0), data, &[]).expect("record");
-    b.store(Oid(0), rec(b"made by b"))?;
+    let rec = |data: &[u8]| durus_core::internals::record::pack(oid, data, &[]).expect("record");
+    b.store(oid, rec(b"made by b"))?;
     b.end(&mut NoConflicts)?.wait()?;
     a.begin();
     let large = vec![7u8; 40_000];
-    a.store(Oid(0), rec(&large))?;
+    a.store(oid, rec(&large))?;
     a.end(&mut AcceptAll)?.wait()?;
     b.sync()?;
-    let stored = b.load(Oid(0))?;
+    let stored = b.load(oid)?;
     assert_eq!(
         durus_core::internals::record::unpack(&stored)
             .map(|r| r.data.len())
@@ -632,7 +632,8 @@ fn removed_oids_are_kept_for_two_packs() -> Result<()> {
     };
     let url = cluster.new_database("removed_trim");
     let mut s = PgStorage::connect(&url)?;
-    let root = s.new_oid()?;
+    // The root is at oid 0 (as `Connection::root` puts it).
+    let root = Oid::ROOT;
     support::commit(&mut s, vec![(root, support::rec(root, b"root", &[]))]);
     let mut gone = Vec::new();
     for _ in 0..3 {
@@ -651,5 +652,21 @@ fn removed_oids_are_kept_for_two_packs() -> Result<()> {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(rows, gone[1..].to_vec());
+    Ok(())
+}
+
+/// The oid sequence never hands out oid 0, the root's: a root made
+/// through a server (which hands 0 out of turn) cannot be overwritten by a
+/// new object of a client that reserves the sequence's first block.
+#[test]
+fn new_oids_never_include_the_root() -> Result<()> {
+    let Some(cluster) = pg::cluster() else {
+        return Ok(());
+    };
+    let url = cluster.new_database("no_root_oid");
+    let mut s = PgStorage::connect(&url)?;
+    for _ in 0..40 {
+        assert_ne!(s.new_oid()?, Oid::ROOT);
+    }
     Ok(())
 }

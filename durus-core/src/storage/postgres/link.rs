@@ -254,6 +254,18 @@ impl Link {
         }
     }
 
+    /// A new link to the same database, connected on first use, whose
+    /// failures and successes do not count for the storage's outage (a
+    /// pooled load session: its answers say nothing of the sessions that
+    /// sync and commit).
+    pub(super) fn pooled(&self) -> Link {
+        Link::unconnected(
+            self.config.clone(),
+            self.target.clone(),
+            Arc::new(Outage::default()),
+        )
+    }
+
     /// A new link to the same database, connected on first use.
     pub(super) fn sibling(&self) -> Link {
         Link {

@@ -341,8 +341,9 @@ impl PgStorage {
             s.open = true;
             s.conn.set_timeout(link::PACK_TIMEOUT);
             let messages = s.conn.simple_query(sql::BEGIN_PACK)?;
+            // Statements: BEGIN, two SETs, the lock.
             Ok(statement_rows(&messages)
-                .get(2)
+                .get(3)
                 .and_then(|rows| rows.first().copied()))
         })?;
         let tid = tid.ok_or_else(|| other("pack: the commit row is missing".into()))?;
@@ -605,7 +606,7 @@ fn connect_config(url: &str) -> Result<(Config, String)> {
     }
     let mut options = config.get_options().unwrap_or_default().to_string();
     for (name, value) in SESSION_LIMITS {
-        if !options.contains(name) {
+        if !sets_option(&options, name) {
             if !options.is_empty() {
                 options.push(' ');
             }
@@ -615,6 +616,19 @@ fn connect_config(url: &str) -> Result<(Config, String)> {
     config.options(&options);
     let target = describe(&config);
     Ok((config, target))
+}
+
+/// Whether libpq-style `options` (`-c name=value`, `-cname=value`,
+/// `--name=value`) set `name` (and not merely a longer name ending in it).
+fn sets_option(options: &str, name: &str) -> bool {
+    options.split_whitespace().any(|word| {
+        let word = word
+            .strip_prefix("--")
+            .or_else(|| word.strip_prefix("-c"))
+            .unwrap_or(word);
+        word.split_once('=')
+            .is_some_and(|(key, _)| key.replace('-', "_") == name)
+    })
 }
 
 /// Makes the schema unless it is there; checks its version.
@@ -794,7 +808,15 @@ impl Storage for PgStorage {
             let firsts = reader.read("reserve oids", |s| s.new_oid_blocks(blocks as i32))?;
             let mut oids: Vec<Oid> = Vec::with_capacity(firsts.len() * sql::OID_BLOCK as usize);
             for first in firsts {
-                oids.extend((first..first + sql::OID_BLOCK).map(Oid));
+                // Oid 0 is the root's: `Connection::root` puts the root
+                // there itself, and a new object given 0 by the sequence
+                // (a root made through a server never takes it from the
+                // sequence) would overwrite it.
+                oids.extend(
+                    (first..first + sql::OID_BLOCK)
+                        .map(Oid)
+                        .filter(|oid| *oid != Oid::ROOT),
+                );
             }
             oids.sort_unstable();
             Ok(oids)
@@ -876,7 +898,7 @@ impl Storage for PgStorage {
             Arc::new(PgLoader {
                 // Connected on first use.
                 links: (0..LOAD_SESSIONS)
-                    .map(|_| Mutex::new(self.reader.sibling()))
+                    .map(|_| Mutex::new(self.reader.pooled()))
                     .collect(),
                 next: AtomicUsize::new(0),
                 as_of: self.published_tid.clone(),
@@ -1000,6 +1022,15 @@ mod tests {
         assert_eq!(sql::from_hex("00ff1A"), Some(vec![0, 255, 26]));
         assert_eq!(sql::from_hex("0g"), None);
         assert_eq!(sql::from_hex("abc"), None);
+    }
+
+    #[test]
+    fn options_are_matched_by_whole_name() {
+        assert!(sets_option("-c lock_timeout=5s", "lock_timeout"));
+        assert!(sets_option("-clock_timeout=5s", "lock_timeout"));
+        assert!(sets_option("--lock-timeout=5s", "lock_timeout"));
+        assert!(!sets_option("-c deadlock_timeout=1s", "lock_timeout"));
+        assert!(!sets_option("", "lock_timeout"));
     }
 
     #[test]

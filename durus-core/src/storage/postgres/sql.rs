@@ -255,9 +255,11 @@ pub(crate) const LISTEN: &str = "LISTEN durus_commit";
 pub(crate) const ROLLBACK: &str = "ROLLBACK";
 
 /// A pack's first round trip: no statement timeout (a pack walks the
-/// whole database), then the commit lock (no commit runs during a pack);
-/// its third statement returns the last tid.
+/// whole database), a synchronous commit (as every commit: see
+/// [`FINISH_COMMIT`]), then the commit lock (no commit runs during a
+/// pack); its fourth statement returns the last tid.
 pub(crate) const BEGIN_PACK: &str = "BEGIN; SET LOCAL statement_timeout TO 0; \
+     SET LOCAL synchronous_commit TO on; \
      SELECT tid FROM durus_commit WHERE id = 0 FOR UPDATE";
 
 /// Mark and sweep in one statement: the oids reachable from the root by
