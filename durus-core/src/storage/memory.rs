@@ -54,7 +54,7 @@ impl Storage for MemoryStorage {
         timeout: std::time::Duration,
         _interest: Option<&[Oid]>,
     ) -> Result<bool> {
-        // No one else commits to it (a file is locked by its one owner).
+        // No one else commits to it (it has one owner, in this process).
         crate::storage::nothing_changes(timeout)
     }
 

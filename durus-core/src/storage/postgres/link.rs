@@ -3,8 +3,9 @@
 //! [`Session`] is one connection with its prepared statements and the
 //! round trips of a commit.
 
+use super::commit::WriteBatch;
 use super::conn::{Conn, Fail};
-use super::{other, sql, statement_rows, Locked, WriteBatch, MAX_BULK};
+use super::{other, sql, statement_rows, Locked, MAX_BULK};
 use crate::error::{Error, Result, StorageError};
 use crate::oid::Oid;
 use crate::storage::Outage;

@@ -22,9 +22,12 @@
 //! with a backoff (`link.rs`). A commit whose COMMIT got no answer ends
 //! with [`Error::OutcomeUnknown`]: it may or may not have been applied.
 
+mod commit;
 mod conn;
 mod link;
 mod listen;
+mod pool;
+mod setup;
 mod sql;
 
 use super::{
@@ -33,9 +36,11 @@ use super::{
 };
 use crate::error::{Error, Result, StorageError};
 use crate::oid::Oid;
-use crate::record;
-use conn::{Conn, Fail};
+use commit::{commit_on, PgCommitLock};
+use conn::Conn;
 use link::{pg_error, Link, Session};
+use pool::PgLoader;
+use setup::{connect_config, ensure_schema};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,37 +83,8 @@ const MAX_WRITE_BYTES: usize = 32 << 20;
 /// parameters saves a round trip.
 const MAX_INLINE_BYTES: usize = 32 << 10;
 
-/// How many times schema creation is tried when another process makes it
-/// at the same moment.
-const SCHEMA_ATTEMPTS: usize = 5;
-
 /// How many sessions a hub's point loads share (see [`Storage::loader`]).
 const LOAD_SESSIONS: usize = 4;
-
-/// How long connecting may take when the URL does not say.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Settings of every session, unless the URL's `options` sets them (`?options=-c%20lock_timeout%3D5s`):
-/// - `lock_timeout`: the longest a commit waits for the commit lock;
-/// - `idle_in_transaction_session_timeout`: a session that holds the
-///   lock and goes silent (its server paused, its host gone) is ended by
-///   PostgreSQL after this, which frees the lock: shorter than
-///   `lock_timeout`, so that the others' commits go on;
-/// - `statement_timeout`: any one statement (a pack lifts it).
-/// - `synchronous_commit`: on, so that the oid sequence's WAL is flushed
-///   before its oids are handed out (no oid is handed out twice across a
-///   crash), whatever the server's default.
-const SESSION_LIMITS: [(&str, &str); 4] = [
-    ("lock_timeout", "15s"),
-    ("idle_in_transaction_session_timeout", "10s"),
-    ("statement_timeout", "50s"),
-    ("synchronous_commit", "on"),
-];
-
-/// TCP keepalives on every connection: a peer that vanished without a
-/// word (a powered-off host) is noticed in about a minute, not hours.
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
-const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One row of `durus_object` as [`PgStorage::records_after`] reads it: the
 /// oid, the record, and the oids of the row's `refs` column.
@@ -368,190 +344,6 @@ impl PgStorage {
     }
 }
 
-/// The commit on `link`: the lock (taken now, or already by a hub) and
-/// the changes since `view.last_tid`, the handler's check and resolution
-/// round, then the write and COMMIT. On an error the caller leaves the
-/// SQL transaction.
-fn commit_on(
-    link: &mut Link,
-    view: &mut View,
-    transaction: &mut ClientTransaction,
-    handler: &mut dyn CommitHandler,
-) -> Result<()> {
-    let written: Vec<i64> = if transaction.pending_oids().count() <= MAX_CURRENT_AT_LOCK {
-        transaction
-            .pending_oids()
-            .filter_map(|o| i64::try_from(o.0).ok())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let (tid, invalidations, mut current) = match link.begin_commit(view.last_tid, &written) {
-        Ok(locked) => locked,
-        Err(e) => {
-            transaction.abandon();
-            return Err(e);
-        }
-    };
-    view.invalidate(&invalidations);
-    // The invalidations are not taken from anywhere: until this commit
-    // succeeds, `last_tid` stays and the next sync reports them again.
-    transaction.resolve(handler, &invalidations, |asked| {
-        // Usually the lock's round trip brought them already.
-        if asked.iter().all(|oid| current.contains_key(oid)) {
-            return Ok(asked
-                .iter()
-                .filter_map(|oid| current.remove(oid).map(|record| (*oid, record)))
-                .collect());
-        }
-        let current = link.once("load records to resolve a conflict", |s| s.bulk_load(asked))?;
-        Ok(current
-            .into_iter()
-            .map(|(oid, _, record)| (oid, record))
-            .collect())
-    })?;
-    let records = transaction.take_records();
-    for (oid, _) in &records {
-        view.ahead.remove(oid);
-    }
-    if records.is_empty() {
-        // Nothing to write: the tid stays, and so does the database.
-        link.unlock_commit();
-        view.last_tid = tid;
-        return Ok(());
-    }
-    let new_tid = tid
-        .checked_add(1)
-        .ok_or_else(|| other("out of tids".into()))?;
-    // Once tried, an oid is written with the upsert: after an unknown
-    // outcome its row may be there.
-    let new: Vec<bool> = records
-        .iter()
-        .map(|(oid, _)| view.fresh.remove(oid))
-        .collect();
-    let batches = write_batches(records, &new)?;
-    link.write_and_commit(new_tid, batches)?;
-    view.last_tid = new_tid;
-    Ok(())
-}
-
-/// The load sessions a [`PgStorage`] hands to a hub.
-struct PgLoader {
-    links: Vec<Mutex<Link>>,
-    /// Where the next load starts looking for a free session.
-    next: AtomicUsize,
-    as_of: Arc<AtomicI64>,
-}
-
-impl Loader for PgLoader {
-    fn as_of(&self) -> u64 {
-        self.as_of.load(Ordering::SeqCst) as u64
-    }
-
-    fn load(&self, oid: Oid) -> Result<Option<(u64, Vec<u8>)>> {
-        let Ok(key) = i64::try_from(oid.0) else {
-            return Ok(None);
-        };
-        let n = self.links.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        // A free session if there is one, else wait for the next in turn.
-        let mut link = (0..n)
-            .find_map(|i| self.links.get((start + i) % n)?.try_lock().ok())
-            .or_else(|| self.links.get(start % n).map(crate::lock))
-            .ok_or(Error::Storage(StorageError::Closed))?;
-        let found = link.read(&format!("load oid {oid}"), |s| s.load(key))?;
-        Ok(found.map(|(tid, record)| (tid as u64, record)))
-    }
-}
-
-/// The commit lock a [`PgStorage`] hands to a hub: its committing session.
-struct PgCommitLock {
-    link: Arc<Mutex<Link>>,
-}
-
-impl CommitLock for PgCommitLock {
-    fn acquire(&self) -> Result<()> {
-        crate::lock(&self.link).lock_commit().map(|_| ())
-    }
-
-    fn release(&self) {
-        crate::lock(&self.link).unlock_commit();
-    }
-}
-
-/// The records to write, in batches of at most `MAX_WRITE_BYTES`; the
-/// last record of an oid wins, as in a Durus transaction. `new[i]`: the
-/// oid of record `i` has no row yet.
-fn write_batches(records: Vec<(Oid, Vec<u8>)>, new: &[bool]) -> Result<Vec<WriteBatch>> {
-    let mut last: HashMap<Oid, usize> = HashMap::with_capacity(records.len());
-    for (i, (oid, _)) in records.iter().enumerate() {
-        last.insert(*oid, i);
-    }
-    let mut out = vec![WriteBatch::default()];
-    for (i, (oid, rec)) in records.into_iter().enumerate() {
-        if last.get(&oid) != Some(&i) {
-            continue;
-        }
-        let full = out.last().is_none_or(|b| b.bytes >= MAX_WRITE_BYTES);
-        if full {
-            out.push(WriteBatch::default());
-        }
-        if let Some(batch) = out.last_mut() {
-            batch.push(oid, rec)?;
-            batch.new.push(new.get(i).copied().unwrap_or(false));
-        }
-    }
-    Ok(out)
-}
-
-/// The parameters of one write statement (see `sql::WRITE`).
-#[derive(Default)]
-struct WriteBatch {
-    oids: Vec<i64>,
-    records: Vec<Vec<u8>>,
-    refs: Vec<i64>,
-    lo: Vec<i32>,
-    hi: Vec<i32>,
-    /// Whether each oid has no row yet (a plain insert).
-    new: Vec<bool>,
-    bytes: usize,
-}
-
-impl WriteBatch {
-    /// The refs of the `i`th record.
-    fn refs_of(&self, i: usize) -> &[i64] {
-        let (Some(lo), Some(hi)) = (self.lo.get(i), self.hi.get(i)) else {
-            return &[];
-        };
-        self.refs
-            .get((*lo as usize).saturating_sub(1)..*hi as usize)
-            .unwrap_or_default()
-    }
-
-    fn push(&mut self, oid: Oid, rec: Vec<u8>) -> Result<()> {
-        let view = record::unpack(&rec)?;
-        if view.oid != oid {
-            return Err(other(format!(
-                "the record stored under oid {oid} is the record of oid {}",
-                view.oid
-            )));
-        }
-        let lo = i32::try_from(self.refs.len() + 1)
-            .map_err(|_| other("too many refs in one commit".into()))?;
-        for r in view.ref_oids() {
-            self.refs.push(sql_oid(r)?);
-        }
-        let hi = i32::try_from(self.refs.len())
-            .map_err(|_| other("too many refs in one commit".into()))?;
-        self.oids.push(sql_oid(oid)?);
-        self.lo.push(lo);
-        self.hi.push(hi);
-        self.bytes += rec.len();
-        self.records.push(rec);
-        Ok(())
-    }
-}
-
 /// An oid as a `bigint`; oids past `i64::MAX` cannot be stored.
 fn sql_oid(oid: Oid) -> Result<i64> {
     i64::try_from(oid.0).map_err(|_| other(format!("oid {oid} is past PostgreSQL's bigint")))
@@ -578,138 +370,8 @@ fn statement_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<i64>> {
     out
 }
 
-/// The configuration of the database at `url`, with this storage's
-/// bounds on every wait, and where it is (`host:port/dbname`, for messages).
-fn connect_config(url: &str) -> Result<(Config, String)> {
-    let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
-        other(format!(
-            "bad PostgreSQL URL {:?}: {e}",
-            crate::internals::redact_url(url)
-        ))
-    })?;
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(other(
-            "postgresql: sslmode=require, but this build cannot speak TLS to PostgreSQL yet: \
-             connect over a Unix socket, loopback or a private network (sslmode=disable), \
-             or through a TLS-terminating proxy"
-                .into(),
-        ));
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    config.keepalives(true);
-    config.keepalives_idle(KEEPALIVE_IDLE);
-    config.tcp_user_timeout(TCP_USER_TIMEOUT);
-    if config.get_application_name().is_none() {
-        config.application_name("durus");
-    }
-    let mut options = config.get_options().unwrap_or_default().to_string();
-    for (name, value) in SESSION_LIMITS {
-        if !sets_option(&options, name) {
-            if !options.is_empty() {
-                options.push(' ');
-            }
-            options.push_str(&format!("-c {name}={value}"));
-        }
-    }
-    config.options(&options);
-    let target = describe(&config);
-    Ok((config, target))
-}
-
-/// Whether libpq-style `options` (`-c name=value`, `-cname=value`,
-/// `--name=value`) set `name` (and not merely a longer name ending in it).
-fn sets_option(options: &str, name: &str) -> bool {
-    options.split_whitespace().any(|word| {
-        let word = word
-            .strip_prefix("--")
-            .or_else(|| word.strip_prefix("-c"))
-            .unwrap_or(word);
-        word.split_once('=')
-            .is_some_and(|(key, _)| key.replace('-', "_") == name)
-    })
-}
-
-/// Makes the schema unless it is there; checks its version.
-fn ensure_schema(conn: &Conn) -> Result<()> {
-    let mut attempt = 0;
-    let found = loop {
-        attempt += 1;
-        match try_ensure_schema(conn) {
-            Ok(found) => break found,
-            Err(e) if attempt < SCHEMA_ATTEMPTS && is_creation_race(&e) => {
-                let _ = conn.batch_execute(sql::ROLLBACK);
-                std::thread::sleep(Duration::from_millis(20 * attempt as u64));
-            }
-            Err(e) => return Err(pg_error("make the schema", &e)),
-        }
-    };
-    match found.as_slice() {
-        [] => Ok(()),
-        [v] if *v == sql::SCHEMA_VERSION => Ok(()),
-        other_versions => Err(other(format!(
-            "the database holds durus schema version {other_versions:?}; this program \
-             knows version {}",
-            sql::SCHEMA_VERSION
-        ))),
-    }
-}
-
-/// The schema versions found (none when it was made now).
-fn try_ensure_schema(conn: &Conn) -> Result<Vec<i32>, Fail> {
-    conn.batch_execute("BEGIN")?;
-    let out = (|| {
-        conn.batch_execute(sql::CREATE_SCHEMA_TABLE)?;
-        conn.batch_execute(sql::LOCK_SCHEMA)?;
-        let versions: Vec<i32> = conn
-            .query_text(sql::SELECT_SCHEMA_VERSION, &[])?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if versions.is_empty() {
-            conn.batch_execute(sql::CREATE_SCHEMA)?;
-            conn.execute_text(sql::INSERT_SCHEMA_VERSION, &[&sql::SCHEMA_VERSION])?;
-        }
-        conn.batch_execute("COMMIT")?;
-        Ok(versions)
-    })();
-    if out.is_err() {
-        let _ = conn.batch_execute(sql::ROLLBACK);
-    }
-    out
-}
-
-/// Two processes made the schema's first table at once.
-fn is_creation_race(e: &Fail) -> bool {
-    use tokio_postgres::error::SqlState;
-    matches!(
-        e.code(),
-        Some(c) if *c == SqlState::UNIQUE_VIOLATION
-            || *c == SqlState::DUPLICATE_TABLE
-            || *c == SqlState::DUPLICATE_OBJECT
-            || *c == SqlState::T_R_DEADLOCK_DETECTED
-    )
-}
-
 fn other(why: String) -> Error {
     Error::Storage(StorageError::Other(why))
-}
-
-/// `host:port/dbname` of a configuration, for messages.
-fn describe(config: &Config) -> String {
-    use tokio_postgres::config::Host;
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(h)) => h.clone(),
-        Some(Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".to_string(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let db = config
-        .get_dbname()
-        .or(config.get_user())
-        .unwrap_or_default();
-    format!("{host}:{port}/{db}")
 }
 
 fn load_result(oid: Oid, last_tid: i64, found: Option<(i64, Vec<u8>)>) -> Result<Vec<u8>> {
@@ -986,34 +648,6 @@ mod tests {
     }
 
     #[test]
-    fn write_batch_slices_refs() {
-        let mut b = WriteBatch::default();
-        b.push(
-            Oid(1),
-            record::pack(Oid(1), b"a", &[Oid(3), Oid(2)]).unwrap(),
-        )
-        .unwrap();
-        b.push(Oid(2), record::pack(Oid(2), b"b", &[]).unwrap())
-            .unwrap();
-        assert_eq!(b.oids, vec![1, 2]);
-        assert_eq!(b.refs, vec![2, 3]);
-        assert_eq!((b.lo.clone(), b.hi.clone()), (vec![1, 3], vec![2, 2]));
-        assert_eq!((b.refs_of(0), b.refs_of(1)), (&[2, 3][..], &[][..]));
-        let text = sql::write_and_commit(7, &b);
-        assert!(
-            text.starts_with(
-                "INSERT INTO durus_object (oid, tid, data, refs) VALUES \
-                 (1,7,decode('0000000000000001000000016100000000000000020000000000000003','hex'),\
-                 '{2,3}'::bigint[]),(2,7,decode('"
-            ),
-            "{text}"
-        );
-        assert!(text.contains("'{}'::bigint[])"), "{text}");
-        let wrong = record::pack(Oid(5), b"c", &[]).unwrap();
-        assert!(b.push(Oid(6), wrong).is_err());
-    }
-
-    #[test]
     fn lock_query_asks_for_the_written_records() {
         let q = sql::begin_commit(5, &[1, 2]);
         assert!(q.contains("oid = ANY('{1,2}'::bigint[])"), "{q}");
@@ -1022,15 +656,6 @@ mod tests {
         assert_eq!(sql::from_hex("00ff1A"), Some(vec![0, 255, 26]));
         assert_eq!(sql::from_hex("0g"), None);
         assert_eq!(sql::from_hex("abc"), None);
-    }
-
-    #[test]
-    fn options_are_matched_by_whole_name() {
-        assert!(sets_option("-c lock_timeout=5s", "lock_timeout"));
-        assert!(sets_option("-clock_timeout=5s", "lock_timeout"));
-        assert!(sets_option("--lock-timeout=5s", "lock_timeout"));
-        assert!(!sets_option("-c deadlock_timeout=1s", "lock_timeout"));
-        assert!(!sets_option("", "lock_timeout"));
     }
 
     #[test]

@@ -200,7 +200,7 @@ UPDATE durus_commit SET tid = $1 WHERE id = 0";
 /// `batch` as literals in one upsert, the new last tid, COMMIT and the
 /// WAL flush of [`FINISH_COMMIT`]. Only integers and hex digits made here
 /// go into the text.
-pub(crate) fn write_and_commit(tid: i64, batch: &super::WriteBatch) -> String {
+pub(crate) fn write_and_commit(tid: i64, batch: &super::commit::WriteBatch) -> String {
     use std::fmt::Write;
     let mut q = String::with_capacity(256 + 2 * batch.bytes + 48 * batch.oids.len());
     q.push_str("INSERT INTO durus_object (oid, tid, data, refs) VALUES ");
