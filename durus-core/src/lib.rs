@@ -66,6 +66,15 @@ pub use persistent::{per_key, MergeConflict, PRef, Persistent, Status};
 pub use storage::PgStorage;
 pub use storage::{ClientStorage, FileOptions, FileStorage, FsyncPolicy, MemoryStorage, Storage};
 
+/// The instant `timeout` from now; a timeout too large to add (a caller's
+/// "forever") is a century, not a panic.
+pub(crate) fn deadline(timeout: std::time::Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
 /// Locks `m`, also when a thread panicked while holding it. A panic in
 /// one session or commit must not take every later one down: each mutex
 /// of the crate guards state that is updated in steps that leave it

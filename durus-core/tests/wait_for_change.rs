@@ -224,3 +224,18 @@ fn database_workers_sleep_until_a_job_arrives() {
     all.sort_unstable();
     assert_eq!(all, (0..jobs).collect::<Vec<_>>(), "every job once");
 }
+
+/// A wait "forever" (`Duration::MAX`) is a wait, not an overflow: with a
+/// change already there it returns at once.
+#[test]
+fn a_wait_forever_with_a_change_there_returns_at_once() -> Result<()> {
+    let (hub, queue, _) = setup();
+    let waiter = Connection::new(hub.storage());
+    let _: PRef<Root> = waiter.root()?;
+    let writer = Connection::new(hub.storage());
+    let list: PRef<PersistentList<u64>> = writer.get(queue)?;
+    list.write()?.push(1);
+    writer.commit()?;
+    assert!(waiter.wait_for_change(Duration::MAX)?);
+    Ok(())
+}

@@ -476,7 +476,7 @@ impl Session {
     /// when the storage signals another process's commit.
     pub fn wait_for_change(&self, timeout: Duration, interest: Option<&[Oid]>) -> Result<bool> {
         let shared = &self.hub.shared;
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline(timeout);
         shared.waiters.fetch_add(1, Ordering::SeqCst);
         let _waiting = Waiting(shared);
         let mut state = lock(&shared.state);

@@ -135,7 +135,7 @@ impl<R: Read> FrameReader<R> {
     /// timeout once some of the frame is here.
     fn frame_deadline(&self, deadline: Option<Instant>) -> Option<Instant> {
         let own = match (self.frame_timeout, self.buffered().is_empty()) {
-            (Some(t), false) => Some(Instant::now() + t),
+            (Some(t), false) => Some(crate::deadline(t)),
             _ => None,
         };
         match (deadline, own) {

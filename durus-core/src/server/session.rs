@@ -158,7 +158,7 @@ impl Client<'_> {
     /// Waits for this session's invalidations (the extension `W`), in
     /// slices of a tick so that a stopping server is noticed.
     fn wait(&mut self, r: &WaitRequest) -> Result<bool, End> {
-        let deadline = Instant::now() + Duration::from_millis(u64::from(r.timeout_ms));
+        let deadline = crate::deadline(Duration::from_millis(u64::from(r.timeout_ms)));
         let interest = (!r.oids.is_empty()).then_some(r.oids.as_slice());
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -195,7 +195,7 @@ impl Client<'_> {
         } = self;
         let exchange = session.begin_commit().map_err(storage)?;
         let timeout = shared.config.client_timeout;
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline(timeout);
         encode_oid_list(exchange.invalidations(), out);
         send(stream, out)?;
         let records = loop {

@@ -159,7 +159,7 @@ impl ClientStorage {
             timeout_ms: 0,
             oids: Vec::new(),
         }))?;
-        let deadline = self.options.read_timeout.map(|t| Instant::now() + t);
+        let deadline = self.options.read_timeout.map(crate::deadline);
         match self.reader.read_frame(decode_status, deadline) {
             Ok(STATUS_OKAY | STATUS_INVALID) => Ok(true),
             Ok(other) => {
@@ -273,7 +273,7 @@ impl ClientStorage {
     }
 
     fn read<T>(&mut self, decode: impl Fn(&[u8]) -> crate::protocol::Decoded<T>) -> Result<T> {
-        let deadline = self.options.read_timeout.map(|t| Instant::now() + t);
+        let deadline = self.options.read_timeout.map(crate::deadline);
         let out = self.reader.read_frame(decode, deadline);
         // Whatever went wrong, the session is out of step: it is over.
         self.closed |= out.is_err();
@@ -325,7 +325,7 @@ impl ClientStorage {
     /// A wait in plain mode: polls `S`, keeping what it returns for the
     /// connection's next `sync` or commit.
     fn poll_for_change(&mut self, timeout: Duration, interest: Option<&[Oid]>) -> Result<bool> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline(timeout);
         loop {
             let oids = self.sync_server()?;
             self.pending.extend(oids);
@@ -471,7 +471,7 @@ impl Storage for ClientStorage {
         let slice = self.options.read_timeout.map_or(MAX_WAIT_SLICE, |t| {
             (t / 2).clamp(Duration::from_millis(1), MAX_WAIT_SLICE)
         });
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline(timeout);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let this = left.min(slice);

@@ -269,14 +269,11 @@ impl Link {
 
     /// A new link to the same database, connected on first use.
     pub(super) fn sibling(&self) -> Link {
-        Link {
-            session: None,
-            ..Link::unconnected(
-                self.config.clone(),
-                self.target.clone(),
-                self.outage.clone(),
-            )
-        }
+        Link::unconnected(
+            self.config.clone(),
+            self.target.clone(),
+            self.outage.clone(),
+        )
     }
 
     fn unconnected(config: Config, target: String, outage: Arc<Outage>) -> Link {
@@ -534,14 +531,9 @@ impl Link {
 
 /// Connects and prepares the statements (the schema exists).
 pub(super) fn connect_session(config: &Config, target: &str) -> Result<Session> {
-    let conn = Conn::connect(config, round_trip_timeout(config))
+    let conn = Conn::connect(config, ROUND_TRIP_TIMEOUT)
         .map_err(|e| pg_error(&format!("connect to {target}"), &e))?;
     Session::prepare(conn).map_err(|e| pg_error("prepare statements", &e))
-}
-
-/// The deadline of a round trip on a connection made with `config`.
-pub(super) fn round_trip_timeout(_config: &Config) -> Duration {
-    ROUND_TRIP_TIMEOUT
 }
 
 /// A PostgreSQL error with what was being done and, for a server error,

@@ -86,7 +86,7 @@ impl ChangeNotifier for Listener {
         if self.stop.load(Ordering::SeqCst) {
             return Err(Error::Storage(StorageError::Closed));
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline(timeout);
         let mut seen = lock(&self.seen);
         let (state, changed) = &*self.signals;
         let mut signals = lock(state);

@@ -173,7 +173,7 @@ impl PgStorage {
     /// private network, or a TLS-terminating proxy.
     pub fn connect(url: &str) -> Result<PgStorage> {
         let (config, target) = connect_config(url)?;
-        let conn = Conn::connect(&config, link::round_trip_timeout(&config))
+        let conn = Conn::connect(&config, link::ROUND_TRIP_TIMEOUT)
             .map_err(|e| pg_error(&format!("connect to {target}"), &e))?;
         ensure_schema(&conn)?;
         let session = Session::prepare(conn).map_err(|e| pg_error("prepare statements", &e))?;
@@ -208,7 +208,7 @@ impl PgStorage {
     #[doc(hidden)]
     pub fn drop_schema(url: &str) -> Result<()> {
         let (config, target) = connect_config(url)?;
-        let conn = Conn::connect(&config, link::round_trip_timeout(&config))
+        let conn = Conn::connect(&config, link::ROUND_TRIP_TIMEOUT)
             .map_err(|e| pg_error(&format!("connect to {target}"), &e))?;
         conn.batch_execute(sql::DROP_SCHEMA)
             .map_err(|e| pg_error(&format!("drop the durus tables of {target}"), &e))
@@ -277,7 +277,7 @@ impl PgStorage {
                 Arc::new(listen::Listener::new(
                     self.config.clone(),
                     self.target.clone(),
-                    link::round_trip_timeout(&self.config),
+                    link::ROUND_TRIP_TIMEOUT,
                 ))
             })
             .clone()
@@ -588,7 +588,7 @@ impl Storage for PgStorage {
 
     fn wait_for_change(&mut self, timeout: Duration, interest: Option<&[Oid]>) -> Result<bool> {
         let listener = self.listener();
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = crate::deadline(timeout);
         loop {
             // What others committed since this client's last sync, without
             // taking it (the next sync reports it).
